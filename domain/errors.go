@@ -1,0 +1,62 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. Each API surface maps them to its own status and body in one
+// table (http/cloudapi_errors.go, http/lm_errors.go).
+const (
+	EINVALID         = "invalid"         // the input is wrong
+	EMISSING         = "missing"         // a required input is absent
+	ECONFLICT        = "conflict"        // the input clashes with existing state
+	ENOTFOUND        = "not_found"       // the thing does not exist (or is not visible)
+	EUNAUTHENTICATED = "unauthenticated" // no or bad credentials
+	EFORBIDDEN       = "forbidden"       // authenticated, but not allowed
+	ETOOLARGE        = "too_large"       // the request is too large
+	EUNSUPPORTED     = "unsupported"     // e.g. an unknown content type
+	EUNAVAILABLE     = "unavailable"     // a dependency is down; retry later
+	EINTERNAL        = "internal"        // a bug or an unexpected failure
+)
+
+// Error is the one application error type. Its Message is safe to show to
+// clients: it never contains key material or internal details.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err if it is (or wraps) an *Error, and
+// EINTERNAL otherwise. A nil error has no code.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the client-safe message of err: its own message if it
+// is an *Error, a generic one otherwise, so internal details never leak.
+func ErrorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
