@@ -16,6 +16,7 @@ const (
 	EFORBIDDEN       = "forbidden"       // authenticated, but not allowed
 	ETOOLARGE        = "too_large"       // the request is too large
 	EUNSUPPORTED     = "unsupported"     // e.g. an unknown content type
+	EMALFORMED       = "malformed"       // the request cannot be read (bad JSON, ...)
 	EUNAVAILABLE     = "unavailable"     // a dependency is down; retry later
 	EINTERNAL        = "internal"        // a bug or an unexpected failure
 )

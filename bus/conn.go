@@ -1,0 +1,153 @@
+// Package bus speaks NATS JetStream for infrakeys: the embedded server, the
+// connection, the event stream with optimistic concurrency, and the
+// consumers that read it.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config says how to reach NATS.
+type Config struct {
+	// URL of an external NATS deployment; empty embeds a server.
+	URL string
+	// CredsFile authenticates to the external deployment (optional).
+	CredsFile string
+	// StoreDir is where the embedded server keeps JetStream files.
+	StoreDir string
+	// Replicas for the stream and buckets (1 embedded, 3 on a cluster).
+	Replicas int
+	// Name identifies this connection in NATS monitoring.
+	Name string
+	// Logger receives the embedded server's log lines.
+	Logger *slog.Logger
+}
+
+// Conn is a connection to NATS with JetStream, and the embedded server when
+// there is one.
+type Conn struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Replicas int
+	server   *server.Server
+}
+
+// Connect embeds a server (cfg.URL empty) or dials cfg.URL, and returns a
+// JetStream-ready connection.
+func Connect(ctx context.Context, cfg Config) (*Conn, error) {
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Name == "" {
+		cfg.Name = "keysd"
+	}
+	c := &Conn{Replicas: cfg.Replicas}
+	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	url := cfg.URL
+	if url == "" {
+		ns, err := StartEmbedded(cfg.StoreDir, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		c.server = ns
+		opts = append(opts, nats.InProcessServer(ns))
+	} else if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		c.shutdownServer()
+		return nil, fmt.Errorf("bus: connect to NATS: %w", err)
+	}
+	c.NC = nc
+	if c.JS, err = jetstream.New(nc); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("bus: JetStream: %w", err)
+	}
+	return c, nil
+}
+
+// Embedded reports whether this connection runs its own server.
+func (c *Conn) Embedded() bool { return c.server != nil }
+
+// Server returns the embedded server, or nil.
+func (c *Conn) Server() *server.Server { return c.server }
+
+// Close drains the connection, so acknowledged work is flushed, then stops
+// the embedded server cleanly.
+func (c *Conn) Close() {
+	if c.NC != nil {
+		done := make(chan struct{})
+		c.NC.SetClosedHandler(func(*nats.Conn) { close(done) })
+		if err := c.NC.Drain(); err == nil {
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		c.NC.Close()
+	}
+	c.shutdownServer()
+}
+
+func (c *Conn) shutdownServer() {
+	if c.server == nil {
+		return
+	}
+	c.server.Shutdown()
+	c.server.WaitForShutdown()
+}
+
+// StartEmbedded starts an in-process JetStream server that stores under dir
+// and accepts no network connections. Every write is fsynced before it is
+// acknowledged (SyncAlways): NATS's default syncs every two minutes, and an
+// OS crash in between loses acknowledged writes (FACTS.md §3).
+func StartEmbedded(dir string, logger *slog.Logger) (*server.Server, error) {
+	if dir == "" {
+		return nil, errors.New("bus: embedded server needs a store directory")
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "keysd-embedded",
+		JetStream:  true,
+		StoreDir:   dir,
+		SyncAlways: true,
+		DontListen: true,
+		NoSigs:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded server: %w", err)
+	}
+	if logger != nil {
+		ns.SetLoggerV2(&serverLog{logger}, false, false, false)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("bus: embedded server not ready after 30s")
+	}
+	return ns, nil
+}
+
+// serverLog adapts the server's logger to slog.
+type serverLog struct{ l *slog.Logger }
+
+func (s *serverLog) Noticef(format string, v ...any) { s.l.Info(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Tracef(format string, v ...any)  {}
+
+// withTimeout bounds one JetStream call: on a fresh cluster without a
+// leader a call can otherwise hang until the caller's deadline (FACTS.md §3).
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 5*time.Second)
+}

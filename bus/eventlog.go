@@ -1,0 +1,294 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// The event stream. Every change is an event on it; state lives nowhere
+// else. Each owner has its own subject, so the per-subject last sequence is
+// the owner's version for optimistic concurrency.
+const (
+	StreamName    = "KEYSD_EVENTS"
+	SubjectPrefix = "keysd.events"
+)
+
+// Headers set on every event message, so consumers can filter without
+// decoding the body.
+const (
+	HeaderEventType = "Keysd-Event-Type"
+	HeaderEventID   = "Keysd-Event-Id"
+)
+
+// OwnerSubject is the subject of an owner's events:
+// keysd.events.<kind>.<token(id)>.
+func OwnerSubject(o domain.Owner) string {
+	return SubjectPrefix + "." + o.Kind + "." + Token(o.ID)
+}
+
+// KindSubjects is the wildcard subject of every owner of kind.
+func KindSubjects(kind string) string { return SubjectPrefix + "." + kind + ".*" }
+
+// Recorded is an event as stored: its envelope and its stream sequence.
+type Recorded struct {
+	Seq     uint64
+	Subject string
+	Event   domain.Event
+}
+
+// EventLog appends events to the stream and reads them back.
+type EventLog struct {
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	stream jetstream.Stream
+}
+
+// OpenEventLog creates or updates the event stream and returns the log.
+// Events are kept forever; the stream refuses deletes and purges, because
+// an event log that can be edited is no audit trail.
+func OpenEventLog(ctx context.Context, c *Conn) (*EventLog, error) {
+	cfg := jetstream.StreamConfig{
+		Name:               StreamName,
+		Description:        "infrakeys event log: every change to keys, accounts and owners",
+		Subjects:           []string{SubjectPrefix + ".>"},
+		Storage:            jetstream.FileStorage,
+		Retention:          jetstream.LimitsPolicy,
+		Replicas:           c.Replicas,
+		Duplicates:         2 * time.Minute,
+		DenyDelete:         true,
+		DenyPurge:          true,
+		AllowDirect:        false, // reads must come from the leader: they decide writes
+		AllowAtomicPublish: true,
+	}
+	var s jetstream.Stream
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		s, err = c.JS.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: create stream %s: %w", StreamName, err)
+	}
+	return &EventLog{js: c.JS, nc: c.NC, stream: s}, nil
+}
+
+// Stream returns the underlying JetStream stream.
+func (l *EventLog) Stream() jetstream.Stream { return l.stream }
+
+// Append stores events, all for owner, atomically, provided the owner's
+// last event is still at sequence expected (0: the owner has none). It
+// returns the sequence of the last event stored, or domain.ErrVersionConflict.
+//
+// One event is a plain publish; several are one atomic batch. Either way,
+// when the acknowledgement is lost (a timeout, a leader change) Append looks
+// at the owner's last event: if it is ours, the write happened.
+func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint64, events []domain.Event) (uint64, error) {
+	if len(events) == 0 {
+		return 0, errors.New("bus: append of no events")
+	}
+	subject := OwnerSubject(owner)
+	msgs := make([]*nats.Msg, len(events))
+	for i, e := range events {
+		if e.Owner != owner {
+			return 0, fmt.Errorf("bus: event %s belongs to %s, not %s", e.ID, e.Owner, owner)
+		}
+		data, err := json.Marshal(e)
+		if err != nil {
+			return 0, fmt.Errorf("bus: marshal event: %w", err)
+		}
+		m := nats.NewMsg(subject)
+		m.Data = data
+		m.Header.Set(jetstream.MsgIDHeader, e.ID)
+		m.Header.Set(HeaderEventType, e.Type)
+		m.Header.Set(HeaderEventID, e.ID)
+		msgs[i] = m
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		seq, err := l.publish(ctx, expected, msgs)
+		if err == nil || errors.Is(err, domain.ErrVersionConflict) || ctx.Err() != nil {
+			return seq, err
+		}
+		lastErr = err
+		// The outcome is unknown: find out whether our events are there.
+		if seq, ok := l.landed(ctx, subject, events[len(events)-1].ID); ok {
+			return seq, nil
+		}
+	}
+	return 0, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", lastErr)
+}
+
+func (l *EventLog) publish(ctx context.Context, expected uint64, msgs []*nats.Msg) (uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if len(msgs) == 1 {
+		ack, err := l.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectLastSequencePerSubject(expected))
+		if err != nil {
+			return 0, classify(err)
+		}
+		return ack.Sequence, nil
+	}
+	// Atomic batch (server 2.12+): nats.go has no API for it, so it is
+	// spoken in headers. Only the first message may carry the expected
+	// sequence; the commit message carries the acknowledgement.
+	batchID := msgs[0].Header.Get(HeaderEventID)
+	for i, m := range msgs {
+		m.Header.Set("Nats-Batch-Id", batchID)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i == 0 {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+		}
+		if i < len(msgs)-1 {
+			if err := l.nc.PublishMsg(m); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		resp, err := l.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return 0, err
+		}
+		var ack struct {
+			Seq   uint64 `json:"seq"`
+			Error *jetstream.APIError
+		}
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return 0, fmt.Errorf("bus: batch ack: %w", err)
+		}
+		if ack.Error != nil {
+			return 0, classify(ack.Error)
+		}
+		return ack.Seq, nil
+	}
+	panic("unreachable")
+}
+
+// classify maps a publish error to ErrVersionConflict when the expected
+// sequence did not match. Codes, not strings: R3 streams answer 10164.
+func classify(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return domain.ErrVersionConflict
+		}
+	}
+	return err
+}
+
+// landed reports whether the last event on subject is eventID, and its
+// sequence.
+func (l *EventLog) landed(ctx context.Context, subject, eventID string) (uint64, bool) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return 0, false
+	}
+	return m.Sequence, m.Header.Get(HeaderEventID) == eventID
+}
+
+// ReadOwner returns owner's events stored after sequence after, in order.
+// It reads from the stream leader, so it sees every acknowledged write.
+func (l *EventLog) ReadOwner(ctx context.Context, owner domain.Owner, after uint64) ([]Recorded, error) {
+	subject := OwnerSubject(owner)
+	var out []Recorded
+	for {
+		var m *jetstream.RawStreamMsg
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			m, err = l.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subject))
+			return err
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", err)
+		}
+		r, err := Decode(m.Subject, m.Sequence, m.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+		after = m.Sequence
+	}
+}
+
+// Decode reads an event message.
+func Decode(subject string, seq uint64, data []byte) (Recorded, error) {
+	var e domain.Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return Recorded{}, fmt.Errorf("bus: decode event at %d: %w", seq, err)
+	}
+	return Recorded{Seq: seq, Subject: subject, Event: e}, nil
+}
+
+// LastSeq returns the sequence of the last event in the stream.
+func (l *EventLog) LastSeq(ctx context.Context) (uint64, error) {
+	var info *jetstream.StreamInfo
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		info, err = l.stream.Info(ctx)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// OwnerFromSubject returns the owner an event subject belongs to.
+func OwnerFromSubject(subject string) (domain.Owner, error) {
+	rest, ok := strings.CutPrefix(subject, SubjectPrefix+".")
+	if !ok {
+		return domain.Owner{}, fmt.Errorf("bus: %q is not an event subject", subject)
+	}
+	kind, tok, ok := strings.Cut(rest, ".")
+	if !ok {
+		return domain.Owner{}, fmt.Errorf("bus: %q is not an event subject", subject)
+	}
+	id, err := Untoken(tok)
+	if err != nil {
+		return domain.Owner{}, err
+	}
+	return domain.Owner{Kind: kind, ID: id}, nil
+}
+
+// retry runs f with a short per-call timeout until it succeeds, a
+// definitive error comes back, or ctx ends.
+func retry(ctx context.Context, f func(context.Context) error) error {
+	var err error
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := withTimeout(ctx)
+		err = f(cctx)
+		cancel()
+		if err == nil || !transient(err) || attempt >= 5 || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// transient reports whether err may go away on its own: no leader yet, no
+// responders during an election, a timeout.
+func transient(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}

@@ -1,0 +1,83 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReplayOptions select the events Replay delivers.
+type ReplayOptions struct {
+	// Subjects filter the stream; empty means every event.
+	Subjects []string
+	// StartSeq is the first sequence to deliver; 0 means from the start.
+	StartSeq uint64
+	// Follow keeps delivering new events after catching up, until ctx ends.
+	Follow bool
+}
+
+// Replay delivers the stream's events in order to f through an ordered
+// (ephemeral, flow-controlled) consumer. Without Follow it returns once it
+// has delivered every event stored when it started. It returns the sequence
+// of the last event delivered.
+func (l *EventLog) Replay(ctx context.Context, opts ReplayOptions, f func(Recorded) error) (uint64, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: opts.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if opts.StartSeq > 1 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = opts.StartSeq
+	}
+	var cons jetstream.Consumer
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		cons, err = l.stream.OrderedConsumer(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bus: replay consumer: %w", err)
+	}
+	var last uint64
+	if !opts.Follow {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("bus: replay consumer info: %w", err)
+		}
+		if info.NumPending == 0 {
+			return 0, nil
+		}
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return 0, fmt.Errorf("bus: replay: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, ctx.Err()
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return last, nil
+			}
+			return last, fmt.Errorf("bus: replay: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return last, err
+		}
+		r, err := Decode(m.Subject(), md.Sequence.Stream, m.Data())
+		if err != nil {
+			return last, err
+		}
+		if err := f(r); err != nil {
+			return last, err
+		}
+		last = r.Seq
+		if !opts.Follow && md.NumPending == 0 {
+			return last, nil
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config is everything keysd can be told. Flags and environment variables
+// map onto it; defaults are set in one place (setDefaults).
+type Config struct {
+	DataDir               string
+	HTTPAddr              string
+	NATSURL               string
+	NATSCreds             string
+	Replicas              int
+	BootstrapAccount      string
+	BootstrapKey          string
+	AllowLegacySignatures bool
+	ClockSkew             time.Duration
+	LogLevel              string
+}
+
+func (c *Config) setDefaults() {
+	c.DataDir = "./data"
+	c.HTTPAddr = "127.0.0.1:8080"
+	c.Replicas = 1
+	c.ClockSkew = 300 * time.Second
+	c.LogLevel = "info"
+}
+
+// Validate returns every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NATSURL == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("data dir (--data-dir, KEYSD_DATA_DIR) must be set when NATS is embedded"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http addr (--http-addr, KEYSD_HTTP_ADDR) %q: %v", c.HTTPAddr, err))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas (--replicas, KEYSD_REPLICAS) must be 1 to 5, got %d", c.Replicas))
+	}
+	if c.NATSURL == "" && c.Replicas != 1 {
+		errs = append(errs, errors.New("replicas above 1 need a NATS cluster (KEYSD_NATS_URL)"))
+	}
+	if (c.BootstrapAccount == "") != (c.BootstrapKey == "") {
+		errs = append(errs, errors.New("KEYSD_BOOTSTRAP_ACCOUNT and KEYSD_BOOTSTRAP_KEY must be set together"))
+	}
+	if c.ClockSkew <= 0 {
+		errs = append(errs, errors.New("clock skew (--clock-skew, KEYSD_CLOCK_SKEW) must be positive"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level (--log-level, KEYSD_LOG_LEVEL) must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// parseConfig reads the environment, then the flags, which win.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var c Config
+	c.setDefaults()
+	var errs []error
+	env := func(name string, set func(string) error) {
+		if v := getenv(name); v != "" {
+			if err := set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %v", name, err))
+			}
+		}
+	}
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	env("KEYSD_DATA_DIR", str(&c.DataDir))
+	env("KEYSD_HTTP_ADDR", str(&c.HTTPAddr))
+	env("KEYSD_NATS_URL", str(&c.NATSURL))
+	env("KEYSD_NATS_CREDS", str(&c.NATSCreds))
+	env("KEYSD_BOOTSTRAP_ACCOUNT", str(&c.BootstrapAccount))
+	env("KEYSD_BOOTSTRAP_KEY", str(&c.BootstrapKey))
+	env("KEYSD_LOG_LEVEL", str(&c.LogLevel))
+	env("KEYSD_REPLICAS", func(v string) (err error) { c.Replicas, err = strconv.Atoi(v); return })
+	env("KEYSD_ALLOW_LEGACY_SIGNATURES", func(v string) (err error) { c.AllowLegacySignatures, err = strconv.ParseBool(v); return })
+	env("KEYSD_CLOCK_SKEW", func(v string) (err error) { c.ClockSkew, err = time.ParseDuration(v); return })
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+
+	fs := flag.NewFlagSet("keysd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded NATS server's files (KEYSD_DATA_DIR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (KEYSD_HTTP_ADDR)")
+	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS deployment; empty embeds a server (KEYSD_NATS_URL)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials file for the external NATS deployment (KEYSD_NATS_CREDS)")
+	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of the stream and buckets; 3 on a cluster (KEYSD_REPLICAS)")
+	fs.StringVar(&c.BootstrapAccount, "bootstrap-account", c.BootstrapAccount, "operator account to ensure at start-up (KEYSD_BOOTSTRAP_ACCOUNT)")
+	fs.StringVar(&c.BootstrapKey, "bootstrap-key", c.BootstrapKey, "OpenSSH public key file of the bootstrap account (KEYSD_BOOTSTRAP_KEY)")
+	fs.BoolVar(&c.AllowLegacySignatures, "allow-legacy-signatures", c.AllowLegacySignatures, "accept rsa-sha1 and signatures without (request-target) (KEYSD_ALLOW_LEGACY_SIGNATURES)")
+	fs.DurationVar(&c.ClockSkew, "clock-skew", c.ClockSkew, "largest accepted difference between a signed Date and now (KEYSD_CLOCK_SKEW)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (KEYSD_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return c, c.Validate()
+}

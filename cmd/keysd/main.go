@@ -1,0 +1,134 @@
+// Command keysd is the infrakeys service: the event log on NATS JetStream
+// (embedded by default), its read models, and the HTTP APIs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/domain"
+	khttp "github.com/infrakeys/infrakeys/http"
+	"github.com/infrakeys/infrakeys/projections"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "keysd:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run starts keysd and serves until ctx ends, then shuts down in order:
+// stop accepting requests and finish those in flight, stop the consumers,
+// drain the NATS connection, stop the embedded server.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+
+	busCfg := bus.Config{URL: cfg.NATSURL, CredsFile: cfg.NATSCreds, Replicas: cfg.Replicas, Logger: logger.With("component", "nats")}
+	if cfg.NATSURL == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		busCfg.StoreDir = filepath.Join(cfg.DataDir, "jetstream")
+	}
+	conn, err := bus.Connect(ctx, busCfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	eventLog, err := bus.OpenEventLog(ctx, conn)
+	if err != nil {
+		return err
+	}
+	accounts, err := projections.OpenAccounts(ctx, conn, eventLog, logger.With("component", "projections"))
+	if err != nil {
+		return err
+	}
+	svc := &domain.AccountService{Repo: accounts}
+
+	if cfg.BootstrapAccount != "" {
+		if err := bootstrap(ctx, svc, cfg.BootstrapAccount, cfg.BootstrapKey); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		logger.Info("bootstrap operator account present", "login", cfg.BootstrapAccount)
+	}
+
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var workers sync.WaitGroup
+	workers.Go(func() {
+		if err := accounts.Run(workCtx); err != nil {
+			logger.Error("accounts projection stopped", "err", err)
+		}
+	})
+	defer func() {
+		stopWork()
+		workers.Wait()
+	}()
+
+	srv := khttp.NewServer(khttp.Config{
+		Accounts:              svc,
+		Repo:                  accounts,
+		Projections:           []khttp.Rebuilder{accounts},
+		Logger:                logger.With("component", "http"),
+		AllowLegacySignatures: cfg.AllowLegacySignatures,
+		ClockSkew:             cfg.ClockSkew,
+		Ready: func(ctx context.Context) error {
+			_, err := eventLog.LastSeq(ctx)
+			return err
+		},
+	})
+	l, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	nats := "embedded (" + busCfg.StoreDir + ")"
+	if cfg.NATSURL != "" {
+		nats = cfg.NATSURL
+	}
+	logger.Info("keysd listening", "addr", l.Addr().String(), "nats", nats)
+	fmt.Fprintf(stdout, "keysd listening on http://%s\n", l.Addr())
+	err = srv.Serve(ctx, l)
+	logger.Info("keysd stopping")
+	return err
+}
+
+// bootstrap makes sure the operator account exists with the key in
+// keyFile. Running it again with the same values changes nothing.
+func bootstrap(ctx context.Context, svc *domain.AccountService, login, keyFile string) error {
+	text, err := os.ReadFile(keyFile)
+	if err != nil {
+		return err
+	}
+	key, err := domain.ParsePublicKey(string(text))
+	if err != nil {
+		return fmt.Errorf("%s: %w", keyFile, err)
+	}
+	_, err = svc.EnsureOperator(ctx, login, key, domain.Meta{Actor: "keysd-bootstrap"})
+	return err
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

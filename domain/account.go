@@ -1,0 +1,221 @@
+package domain
+
+import (
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Account is an account (a CloudAPI login) and its public keys: the
+// aggregate that CloudAPI commands decide against. Version is the log
+// position of the last event applied, which is what optimistic concurrency
+// compares against when the next events are appended.
+type Account struct {
+	Login    string       `json:"login"`
+	Operator bool         `json:"operator,omitempty"`
+	Created  time.Time    `json:"created"`
+	Keys     []AccountKey `json:"keys"`
+	Version  uint64       `json:"version"`
+}
+
+// AccountKey is one public key of an account.
+type AccountKey struct {
+	Name              string    `json:"name"`
+	Fingerprint       string    `json:"fingerprint"`
+	FingerprintSHA256 string    `json:"fingerprintSHA256"`
+	Key               string    `json:"key"`
+	Type              string    `json:"keyType"`
+	Bits              int       `json:"bits"`
+	Created           time.Time `json:"created"`
+}
+
+// loginRE is the CloudAPI login syntax (UFDS): a letter, then letters,
+// digits and a few punctuation characters.
+var loginRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.@-]{1,63}$`)
+
+// ValidateLogin reports whether login is a valid account login.
+func ValidateLogin(login string) error {
+	if login == "my" {
+		return Errorf(EINVALID, "login %q is reserved", login)
+	}
+	if !loginRE.MatchString(login) {
+		return Errorf(EINVALID, "login must be 2 to 64 characters: a letter, then letters, digits, '_', '.', '@' or '-'")
+	}
+	return nil
+}
+
+// maxKeyNameLen bounds key names; they travel in URL paths.
+const maxKeyNameLen = 255
+
+// ValidateKeyName reports whether name can name a key. Names end up in URL
+// paths, so '/' and control characters are refused.
+func ValidateKeyName(name string) error {
+	switch {
+	case name == "":
+		return Errorf(EINVALID, "name must not be empty")
+	case len(name) > maxKeyNameLen:
+		return Errorf(EINVALID, "name must be at most %d bytes", maxKeyNameLen)
+	case !utf8.ValidString(name):
+		return Errorf(EINVALID, "name must be valid UTF-8")
+	case strings.ContainsRune(name, '/'):
+		return Errorf(EINVALID, "name must not contain '/'")
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return Errorf(EINVALID, "name must not contain control characters")
+	}
+	return nil
+}
+
+// AccountOwner is the owner of an account's events.
+func AccountOwner(login string) Owner { return Owner{Kind: OwnerAccount, ID: login} }
+
+// CreateAccount decides the creation of a new account. existing is the
+// current state, nil when the account does not exist yet.
+func CreateAccount(existing *Account, login string, operator bool, m Meta) ([]Event, error) {
+	if err := ValidateLogin(login); err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		return nil, Errorf(ECONFLICT, "account %s already exists", login)
+	}
+	return []Event{NewEvent(AccountOwner(login), TypeAccountCreated, 1,
+		AccountCreated{Login: login, Operator: operator}, m)}, nil
+}
+
+// GrantOperator decides making a an operator; it decides nothing when a is
+// one already, so repeating it is harmless.
+func (a *Account) GrantOperator(m Meta) []Event {
+	if a.Operator {
+		return nil
+	}
+	return []Event{NewEvent(AccountOwner(a.Login), TypeOperatorGranted, 1, OperatorGranted{Login: a.Login}, m)}
+}
+
+// CreateKey decides adding key to a. The name defaults to the key's comment,
+// then to its fingerprint, as CloudAPI does. Within an account both names and
+// fingerprints are unique.
+func (a *Account) CreateKey(name string, key *PublicKey, m Meta) (Event, error) {
+	if name == "" {
+		name = key.Comment
+		if ValidateKeyName(name) != nil {
+			name = key.Fingerprint
+		}
+	}
+	if err := ValidateKeyName(name); err != nil {
+		return Event{}, err
+	}
+	for _, k := range a.Keys {
+		if k.Name == name || k.Fingerprint == key.Fingerprint {
+			return Event{}, Errorf(ECONFLICT, "key already exists or is invalid")
+		}
+	}
+	return NewEvent(AccountOwner(a.Login), TypeKeyCreated, 1, KeyCreated{
+		Name:              name,
+		Fingerprint:       key.Fingerprint,
+		FingerprintSHA256: key.FingerprintSHA256,
+		Key:               key.Authorized,
+		Type:              key.Type,
+		Bits:              key.Bits,
+	}, m), nil
+}
+
+// DeleteKey decides removing the key that ref names. An account never loses
+// its last key: it could not authenticate again.
+func (a *Account) DeleteKey(ref string, m Meta) (Event, error) {
+	k := a.FindKey(ref)
+	if k == nil {
+		return Event{}, Errorf(ENOTFOUND, "%s does not exist", ref)
+	}
+	if len(a.Keys) == 1 {
+		return Event{}, Errorf(ECONFLICT, "%s is the last key of account %s; add another key before deleting it", ref, a.Login)
+	}
+	return NewEvent(AccountOwner(a.Login), TypeKeyDeleted, 1,
+		KeyDeleted{Name: k.Name, Fingerprint: k.Fingerprint}, m), nil
+}
+
+// FindKey returns the key that ref names, or nil. ref is a name, an MD5
+// fingerprint with or without "MD5:", or a "SHA256:" fingerprint.
+func (a *Account) FindKey(ref string) *AccountKey {
+	for i := range a.Keys {
+		if a.Keys[i].Name == ref {
+			return &a.Keys[i]
+		}
+	}
+	md5 := strings.ToLower(strings.TrimPrefix(ref, "MD5:"))
+	for i := range a.Keys {
+		k := &a.Keys[i]
+		if k.Fingerprint == md5 || k.FingerprintSHA256 == ref {
+			return k
+		}
+	}
+	return nil
+}
+
+// KeyByFingerprint returns the key with the MD5 fingerprint fp, or nil.
+func (a *Account) KeyByFingerprint(fp string) *AccountKey {
+	for i := range a.Keys {
+		if a.Keys[i].Fingerprint == fp {
+			return &a.Keys[i]
+		}
+	}
+	return nil
+}
+
+// ApplyAccountEvent returns the state after e, which was stored at log
+// position seq. It is the one definition of what account events mean, shared
+// by command decisions and the read model. acct is nil before the account
+// exists. Events at or below acct.Version are ignored, so applying an event
+// twice changes nothing.
+func ApplyAccountEvent(acct *Account, e Event, seq uint64) (*Account, error) {
+	if acct != nil && seq <= acct.Version {
+		return acct, nil
+	}
+	switch e.Type {
+	case TypeAccountCreated:
+		var p AccountCreated
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		acct = &Account{Login: p.Login, Operator: p.Operator, Created: e.Time, Keys: []AccountKey{}}
+	case TypeOperatorGranted:
+		if acct == nil {
+			return nil, Errorf(EINTERNAL, "event %s for a missing account", e.ID)
+		}
+		acct.Operator = true
+	case TypeKeyCreated:
+		if acct == nil {
+			return nil, Errorf(EINTERNAL, "event %s for a missing account", e.ID)
+		}
+		var p KeyCreated
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		acct.Keys = append(acct.Keys, AccountKey{
+			Name: p.Name, Fingerprint: p.Fingerprint, FingerprintSHA256: p.FingerprintSHA256,
+			Key: p.Key, Type: p.Type, Bits: p.Bits, Created: e.Time,
+		})
+	case TypeKeyDeleted:
+		if acct == nil {
+			return nil, Errorf(EINTERNAL, "event %s for a missing account", e.ID)
+		}
+		var p KeyDeleted
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		keys := make([]AccountKey, 0, len(acct.Keys))
+		for _, k := range acct.Keys {
+			if k.Fingerprint != p.Fingerprint {
+				keys = append(keys, k)
+			}
+		}
+		acct.Keys = keys
+	default:
+		// Unknown types come from newer writers; readers skip them (see
+		// the compatibility promise in docs/events.md).
+	}
+	if acct != nil {
+		acct.Version = seq
+	}
+	return acct, nil
+}

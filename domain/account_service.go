@@ -1,0 +1,145 @@
+package domain
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrVersionConflict is returned by a repository's Append when the owner's
+// history moved on since the state the events were decided against. The
+// command is then decided again against the new state.
+var ErrVersionConflict = errors.New("version conflict")
+
+// AccountRepository loads accounts and appends their events. Append is
+// atomic (all events or none) and checks that nothing was appended for the
+// account after version expected; on success it returns the state after the
+// events, as every later Load will see it.
+type AccountRepository interface {
+	LoadAccount(ctx context.Context, login string) (*Account, error) // nil, nil when it does not exist
+	AppendAccount(ctx context.Context, login string, expected uint64, events []Event) (*Account, error)
+}
+
+// maxAttempts bounds how often a command is decided again after a
+// concurrent write; each conflict means another writer made progress.
+const maxAttempts = 20
+
+// AccountService runs the commands on accounts: load, decide, append, and
+// decide again on a version conflict. No check-then-act race is possible:
+// the append fails if anything happened since the load.
+type AccountService struct {
+	Repo AccountRepository
+}
+
+// CreateAccount creates an account with, optionally, its first key, in one
+// atomic append.
+func (s *AccountService) CreateAccount(ctx context.Context, login string, operator bool, keyName string, key *PublicKey, m Meta) (*Account, error) {
+	return s.run(ctx, login, func(a *Account) ([]Event, error) {
+		evs, err := CreateAccount(a, login, operator, m)
+		if err != nil || key == nil {
+			return evs, err
+		}
+		created, err := ApplyAccountEvent(nil, evs[0], 1)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := created.CreateKey(keyName, key, m)
+		if err != nil {
+			return nil, err
+		}
+		return append(evs, ev), nil
+	})
+}
+
+// EnsureOperator makes sure an operator account login with key exists,
+// deciding only what is missing: running it twice changes nothing.
+func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *PublicKey, m Meta) (*Account, error) {
+	return s.run(ctx, login, func(a *Account) ([]Event, error) {
+		var evs []Event
+		if a == nil {
+			created, err := CreateAccount(nil, login, true, m)
+			if err != nil {
+				return nil, err
+			}
+			evs = created
+			if a, err = ApplyAccountEvent(nil, evs[0], 1); err != nil {
+				return nil, err
+			}
+		} else {
+			evs = a.GrantOperator(m)
+		}
+		if a.KeyByFingerprint(key.Fingerprint) == nil {
+			ev, err := a.CreateKey("", key, m)
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, ev)
+		}
+		return evs, nil
+	})
+}
+
+// CreateKey adds key to the account login.
+func (s *AccountService) CreateKey(ctx context.Context, login, name string, key *PublicKey, m Meta) (*AccountKey, error) {
+	acct, err := s.run(ctx, login, func(a *Account) ([]Event, error) {
+		if a == nil {
+			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
+		}
+		ev, err := a.CreateKey(name, key, m)
+		if err != nil {
+			return nil, err
+		}
+		return []Event{ev}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	k := acct.KeyByFingerprint(key.Fingerprint)
+	if k == nil {
+		return nil, Errorf(EINTERNAL, "created key is missing from the account state")
+	}
+	return k, nil
+}
+
+// DeleteKey removes the key that ref names from the account login.
+func (s *AccountService) DeleteKey(ctx context.Context, login, ref string, m Meta) error {
+	_, err := s.run(ctx, login, func(a *Account) ([]Event, error) {
+		if a == nil {
+			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
+		}
+		ev, err := a.DeleteKey(ref, m)
+		if err != nil {
+			return nil, err
+		}
+		return []Event{ev}, nil
+	})
+	return err
+}
+
+// run loads the account, lets decide turn the command into events, and
+// appends them, deciding again after a version conflict. When decide
+// decides nothing, the current state is returned.
+func (s *AccountService) run(ctx context.Context, login string, decide func(*Account) ([]Event, error)) (*Account, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		a, err := s.Repo.LoadAccount(ctx, login)
+		if err != nil {
+			return nil, err
+		}
+		var version uint64
+		if a != nil {
+			version = a.Version
+		}
+		evs, err := decide(a)
+		if err != nil {
+			return nil, err
+		}
+		if len(evs) == 0 {
+			return a, nil
+		}
+		after, err := s.Repo.AppendAccount(ctx, login, version, evs)
+		if errors.Is(err, ErrVersionConflict) {
+			continue
+		}
+		return after, err
+	}
+	return nil, Errorf(EUNAVAILABLE, "too many concurrent changes to account %s; retry", login)
+}

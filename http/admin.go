@@ -1,0 +1,72 @@
+package http
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// accountView is an account as operators see it.
+type accountView struct {
+	Login    string    `json:"login"`
+	Operator bool      `json:"operator"`
+	Keys     []keyView `json:"keys"`
+}
+
+// handleAccountCreate serves POST /--admin/accounts: an operator creates an
+// account and, optionally, its first key, in one atomic step.
+// Body: {"login", "operator"?, "key"?, "name"?}.
+func (s *Server) handleAccountCreate(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	in, err := decodeParams(c, body)
+	if err != nil {
+		return err
+	}
+	login, ok := in["login"].(string)
+	if !ok || login == "" {
+		return domain.Errorf(domain.EMISSING, "login is a required argument")
+	}
+	operator, _ := in["operator"].(bool)
+	var key *domain.PublicKey
+	if raw, ok := in["key"]; ok && raw != nil {
+		text, ok := raw.(string)
+		if !ok {
+			return domain.Errorf(domain.EINVALID, "key must be a String")
+		}
+		if key, err = domain.ParsePublicKey(text); err != nil {
+			return err
+		}
+	}
+	name, _ := in["name"].(string)
+	a, err := s.cfg.Accounts.CreateAccount(c.Request().Context(), login, operator, name, key, s.meta(c))
+	if err != nil {
+		return err
+	}
+	out := accountView{Login: a.Login, Operator: a.Operator, Keys: []keyView{}}
+	for i := range a.Keys {
+		out.Keys = append(out.Keys, viewKey(&a.Keys[i]))
+	}
+	c.Response().Header().Set("Location", "/"+url.PathEscape(a.Login)+"/keys")
+	return writeJSON(c, http.StatusCreated, out)
+}
+
+// handleProjectionRebuild serves POST /--admin/projections/:name/rebuild.
+func (s *Server) handleProjectionRebuild(c echo.Context) error {
+	name := c.Param("name")
+	for _, p := range s.cfg.Projections {
+		if p.Name() != name {
+			continue
+		}
+		if err := p.Rebuild(c.Request().Context()); err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, map[string]string{"projection": name, "status": "rebuilt"})
+	}
+	return domain.Errorf(domain.ENOTFOUND, "projection %s does not exist", name)
+}

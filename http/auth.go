@@ -1,0 +1,152 @@
+package http
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/infrakeys/infrakeys/domain"
+	"github.com/infrakeys/infrakeys/http/httpsig"
+	"golang.org/x/crypto/ssh"
+)
+
+// principal is who signed a request.
+type principal struct {
+	Account *domain.Account
+	Key     *domain.AccountKey
+}
+
+// vagueAuthMessage is the one message of every verification failure, so a
+// client cannot probe which check failed (FACTS.md §1). The reason is
+// logged with the request id.
+const vagueAuthMessage = "Invalid HTTP signature credentials"
+
+// modernAlgorithms are accepted by default; rsa-sha1 only with the
+// legacy-signatures switch.
+var modernAlgorithms = []string{
+	"rsa-sha256", "rsa-sha384", "rsa-sha512",
+	"ecdsa-sha256", "ecdsa-sha384", "ecdsa-sha512",
+	"ed25519-sha512",
+}
+
+// authenticate verifies the request's HTTP Signature (CloudAPI Appendix B)
+// and records the signer.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p, err := s.verifySignature(c)
+		if err != nil {
+			return err
+		}
+		c.Set("principal", p)
+		return next(c)
+	}
+}
+
+func (s *Server) verifySignature(c echo.Context) (*principal, error) {
+	r := c.Request()
+	authz := r.Header.Get("Authorization")
+	if authz == "" {
+		return nil, domain.Errorf(domain.EUNAUTHENTICATED, "authorization required: sign the request with an HTTP Signature")
+	}
+	params, err := httpsig.ParseAuthorization(authz)
+	if err != nil {
+		return nil, &headerError{"Authorization header is malformed: expected Signature keyId=\"/<login>/keys/<fingerprint>\",algorithm=\"...\",headers=\"...\",signature=\"...\""}
+	}
+	fail := func(reason string, args ...any) (*principal, error) {
+		s.log.Info("authentication refused", append([]any{"requestId", requestID(c), "reason", reason, "keyId", params.KeyID}, args...)...)
+		return nil, domain.Errorf(domain.EUNAUTHENTICATED, vagueAuthMessage)
+	}
+	alg := strings.ToLower(params.Algorithm)
+	switch {
+	case slices.Contains(modernAlgorithms, alg):
+	case alg == "rsa-sha1" && s.cfg.AllowLegacySignatures:
+	default:
+		return fail("algorithm not accepted", "algorithm", params.Algorithm)
+	}
+	headers := params.Headers
+	if !slices.Contains(headers, "date") && !slices.Contains(headers, "x-date") {
+		return fail("date is not signed")
+	}
+	if !slices.Contains(headers, "(request-target)") && !s.cfg.AllowLegacySignatures {
+		return fail("(request-target) is not signed")
+	}
+	dateHeader := r.Header.Get("Date")
+	if slices.Contains(headers, "x-date") {
+		dateHeader = r.Header.Get("X-Date")
+	}
+	date, err := http.ParseTime(dateHeader)
+	if err != nil {
+		return fail("date header missing or unparseable")
+	}
+	if skew := s.cfg.Now().Sub(date); skew > s.cfg.ClockSkew || skew < -s.cfg.ClockSkew {
+		return fail("date outside the allowed clock skew", "skew", skew.Round(time.Second).String())
+	}
+	login, fp, ok := parseKeyID(params.KeyID)
+	if !ok {
+		return fail("keyId is not /<login>/keys/<md5 fingerprint>")
+	}
+	acct, err := s.cfg.Repo.LoadAccount(r.Context(), login)
+	if err != nil {
+		return nil, err
+	}
+	if acct == nil {
+		return fail("no such account")
+	}
+	key := acct.KeyByFingerprint(fp)
+	if key == nil {
+		return fail("no such key")
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(key.Key))
+	if err != nil {
+		return nil, err
+	}
+	signing, err := httpsig.SigningString(r, headers)
+	if err != nil {
+		return nil, &headerError{"a header listed in the signature is missing from the request"}
+	}
+	if err := httpsig.Verify(pub, alg, signing, params.Signature); err != nil {
+		return fail("signature does not verify", "err", err.Error())
+	}
+	return &principal{Account: acct, Key: key}, nil
+}
+
+// parseKeyID splits "/<login>/keys/<md5 fingerprint>". "my" is not a login
+// here: a keyId names its account.
+func parseKeyID(id string) (login, fingerprint string, ok bool) {
+	parts := strings.Split(id, "/")
+	if len(parts) != 4 || parts[0] != "" || parts[2] != "keys" || parts[1] == "" || parts[1] == "my" {
+		return "", "", false
+	}
+	fp := strings.ToLower(strings.TrimPrefix(parts[3], "MD5:"))
+	if len(fp) != 47 {
+		return "", "", false
+	}
+	return parts[1], fp, true
+}
+
+// principalOf returns the signer of the request in c.
+func principalOf(c echo.Context) *principal {
+	p, _ := c.Get("principal").(*principal)
+	return p
+}
+
+// actorOf names the signer for logs and events.
+func actorOf(c echo.Context) string {
+	if p := principalOf(c); p != nil {
+		return p.Account.Login
+	}
+	return ""
+}
+
+// requireOperator refuses requests not signed by an operator.
+func (s *Server) requireOperator(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if p := principalOf(c); p == nil || !p.Account.Operator {
+			return domain.Errorf(domain.EFORBIDDEN, "%s is not an operator", actorOf(c))
+		}
+		return next(c)
+	}
+}

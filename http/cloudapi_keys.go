@@ -1,0 +1,217 @@
+package http
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// maxBodyBytes is CloudAPI's request body limit (FACTS.md §1).
+const maxBodyBytes = 100000
+
+// keyView is a key as CloudAPI shows it. attested and multifactor appear
+// only for attested keys.
+type keyView struct {
+	Name              string   `json:"name"`
+	Fingerprint       string   `json:"fingerprint"`
+	FingerprintSHA256 string   `json:"fingerprintSHA256"`
+	Key               string   `json:"key"`
+	Attested          bool     `json:"attested,omitempty"`
+	Multifactor       []string `json:"multifactor,omitempty"`
+}
+
+func viewKey(k *domain.AccountKey) keyView {
+	return keyView{Name: k.Name, Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Key: k.Key}
+}
+
+// targetAccount resolves :login ("my" is the signer) and loads it. Another
+// account is visible only to operators; to everyone else it looks exactly
+// like one that does not exist.
+func (s *Server) targetAccount(c echo.Context) (*domain.Account, error) {
+	p := principalOf(c)
+	login := c.Param("login")
+	if login == "my" || login == p.Account.Login {
+		// The signer's account was loaded from the log's tail moments ago.
+		return p.Account, nil
+	}
+	if !p.Account.Operator {
+		return nil, domain.Errorf(domain.ENOTFOUND, "%s does not exist", login)
+	}
+	a, err := s.cfg.Repo.LoadAccount(c.Request().Context(), login)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, domain.Errorf(domain.ENOTFOUND, "%s does not exist", login)
+	}
+	return a, nil
+}
+
+// handleKeyList serves GET|HEAD /:login/keys (ListKeys).
+func (s *Server) handleKeyList(c echo.Context) error {
+	a, err := s.targetAccount(c)
+	if err != nil {
+		return err
+	}
+	out := make([]keyView, 0, len(a.Keys))
+	for i := range a.Keys {
+		out = append(out, viewKey(&a.Keys[i]))
+	}
+	return writeJSON(c, http.StatusOK, out)
+}
+
+// handleKeyGet serves GET|HEAD /:login/keys/:key (GetKey). :key is a name,
+// an MD5 fingerprint (with or without "MD5:") or a SHA256 fingerprint.
+func (s *Server) handleKeyGet(c echo.Context) error {
+	ref := keyParam(c)
+	a, err := s.targetAccount(c)
+	if domain.ErrorCode(err) == domain.ENOTFOUND && c.Param("login") != "my" {
+		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
+	} else if err != nil {
+		return err
+	}
+	k := a.FindKey(ref)
+	if k == nil {
+		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
+	}
+	return writeJSON(c, http.StatusOK, viewKey(k))
+}
+
+// handleKeyCreate serves POST /:login/keys (CreateKey), validating in
+// CloudAPI's order (FACTS.md §1).
+func (s *Server) handleKeyCreate(c echo.Context) error {
+	a, err := s.targetAccount(c)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	in, err := decodeParams(c, body)
+	if err != nil {
+		return err
+	}
+	rawKey, ok := in["key"]
+	if !ok || rawKey == nil {
+		return domain.Errorf(domain.EMISSING, "key is a required argument")
+	}
+	keyText, ok := rawKey.(string)
+	if !ok {
+		return domain.Errorf(domain.EINVALID, "key must be a String")
+	}
+	key, err := domain.ParsePublicKey(keyText)
+	if err != nil {
+		return err
+	}
+	if att, ok := in["attestation"]; ok && att != nil {
+		if !isStringArray(att) {
+			return domain.Errorf(domain.EINVALID, "attestation must be an array of Strings")
+		}
+		return domain.Errorf(domain.EINVALID, "attestation is not supported yet")
+	}
+	var name string
+	if raw, ok := in["name"]; ok && raw != nil {
+		if name, ok = raw.(string); !ok {
+			return domain.Errorf(domain.EINVALID, "name must be a String")
+		}
+	}
+	k, err := s.cfg.Accounts.CreateKey(c.Request().Context(), a.Login, name, key, s.meta(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/"+a.Login+"/keys/"+url.PathEscape(k.Fingerprint))
+	return writeJSON(c, http.StatusCreated, viewKey(k))
+}
+
+// handleKeyDelete serves DELETE /:login/keys/:key (DeleteKey). Deleting the
+// key the request is signed with is allowed; deleting the last key is not.
+func (s *Server) handleKeyDelete(c echo.Context) error {
+	ref := keyParam(c)
+	a, err := s.targetAccount(c)
+	if domain.ErrorCode(err) == domain.ENOTFOUND && c.Param("login") != "my" {
+		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
+	} else if err != nil {
+		return err
+	}
+	if err := s.cfg.Accounts.DeleteKey(c.Request().Context(), a.Login, ref, s.meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// keyParam returns :key decoded: names and fingerprints arrive
+// percent-encoded (the triton CLI encodes ':' and '/').
+func keyParam(c echo.Context) string {
+	raw := c.Param("key")
+	if v, err := url.PathUnescape(raw); err == nil {
+		return v
+	}
+	return raw
+}
+
+// meta describes the request for the events it causes.
+func (s *Server) meta(c echo.Context) domain.Meta {
+	return domain.Meta{Actor: actorOf(c), RequestID: requestID(c), Time: s.cfg.Now()}
+}
+
+// readBody reads at most maxBodyBytes; more is 413.
+func readBody(c echo.Context) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > maxBodyBytes {
+		return nil, domain.Errorf(domain.ETOOLARGE, "request body is larger than %d bytes", maxBodyBytes)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return nil, domain.Errorf(domain.EMALFORMED, "cannot read the request body")
+	}
+	if len(body) > maxBodyBytes {
+		return nil, domain.Errorf(domain.ETOOLARGE, "request body is larger than %d bytes", maxBodyBytes)
+	}
+	return body, nil
+}
+
+// decodeParams reads the parameters of a CloudAPI request body: a JSON
+// object or, as restify accepts, a form. An empty body has none.
+func decodeParams(c echo.Context, body []byte) (map[string]any, error) {
+	in := map[string]any{}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return in, nil
+	}
+	ct := c.Request().Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, domain.Errorf(domain.EMALFORMED, "request body is not a valid form")
+		}
+		for k, v := range form {
+			if len(v) > 0 {
+				in[k] = v[0]
+			}
+		}
+		return in, nil
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		return nil, domain.Errorf(domain.EMALFORMED, "request body is not a JSON object")
+	}
+	return in, nil
+}
+
+func isStringArray(v any) bool {
+	arr, ok := v.([]any)
+	if !ok {
+		return false
+	}
+	for _, e := range arr {
+		if _, ok := e.(string); !ok {
+			return false
+		}
+	}
+	return true
+}

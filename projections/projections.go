@@ -1,0 +1,132 @@
+// Package projections builds the read models of infrakeys in NATS KV
+// buckets from the event log. A read model is a cache of the log, never the
+// truth: every one can be rebuilt from the log at any time, and reads
+// verify against the log's tail so they see every acknowledged write.
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/bus"
+)
+
+// Projection is a read model that can be rebuilt from the log.
+type Projection interface {
+	// Name is stable: it names the bucket's marker and the durable
+	// consumer. Renaming it makes the projection rebuild from the start.
+	Name() string
+	// Rebuild recomputes the read model from the whole log.
+	Rebuild(ctx context.Context) error
+}
+
+// meta is the marker a projection keeps in its bucket. A bucket without it
+// is new or was wiped, and is rebuilt before use.
+type meta struct {
+	Projection string    `json:"projection"`
+	Schema     int       `json:"schema"`
+	RebuiltAt  time.Time `json:"rebuiltAt"`
+	LastSeq    uint64    `json:"lastSeq"`
+}
+
+const metaKey = "meta"
+
+// openBucket creates the bucket if needed. On a cluster, direct gets are
+// turned off so reads come from the stream leader and see every write the
+// leader acknowledged (FACTS.md §3: followers may lag).
+func openBucket(ctx context.Context, c *bus.Conn, name, description string) (jetstream.KeyValue, error) {
+	cfg := jetstream.KeyValueConfig{
+		Bucket:      name,
+		Description: description,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+	kv, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("projections: bucket %s: %w", name, err)
+	}
+	return kv, nil
+}
+
+// needsRebuild reports whether the bucket lacks a current marker.
+func needsRebuild(ctx context.Context, kv jetstream.KeyValue, name string, schema int) (bool, error) {
+	e, err := kv.Get(ctx, metaKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var m meta
+	if err := json.Unmarshal(e.Value(), &m); err != nil {
+		return true, nil
+	}
+	return m.Projection != name || m.Schema != schema, nil
+}
+
+// runConsumer keeps the projection up to date from a durable consumer
+// until ctx ends. handle must be idempotent: a message may be delivered
+// more than once, and replicas share the consumer.
+func runConsumer(ctx context.Context, log *bus.EventLog, logger *slog.Logger, name, filter string, handle func(context.Context, bus.Recorded) error) error {
+	var cons jetstream.Consumer
+	for {
+		var err error
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err = log.Stream().CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
+			Durable:       "projection-" + name,
+			Description:   "keeps the " + name + " read model up to date",
+			FilterSubject: filter,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       30 * time.Second,
+			MaxAckPending: 1024,
+		})
+		cancel()
+		if err == nil {
+			break
+		}
+		logger.Warn("projection consumer not ready; retrying", "projection", name, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			_ = m.Term()
+			return
+		}
+		r, err := bus.Decode(m.Subject(), md.Sequence.Stream, m.Data())
+		if err != nil {
+			logger.Error("projection: undecodable event; skipped", "projection", name, "seq", md.Sequence.Stream, "err", err)
+			_ = m.Term()
+			return
+		}
+		if err := handle(ctx, r); err != nil {
+			logger.Warn("projection: apply failed; will retry", "projection", name, "seq", r.Seq, "err", err)
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.Ack()
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if ctx.Err() == nil {
+			logger.Debug("projection consumer", "projection", name, "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("projections: consume %s: %w", name, err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	return nil
+}
