@@ -4,7 +4,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/binary"
-	"fmt"
+	"errors"
 	"slices"
 	"strings"
 	"unicode"
@@ -240,14 +240,14 @@ func decodeBlob(data string) (blob []byte, typ string, err error) {
 		blob, err = base64.RawStdEncoding.DecodeString(data)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("it is not base64")
+		return nil, "", errors.New("it is not base64")
 	}
 	if len(blob) < 4 {
-		return nil, "", fmt.Errorf("it is too short")
+		return nil, "", errors.New("it is too short")
 	}
 	n := binary.BigEndian.Uint32(blob)
 	if uint64(n) > uint64(len(blob)-4) {
-		return nil, "", fmt.Errorf("it is truncated")
+		return nil, "", errors.New("it is truncated")
 	}
 	return blob, string(blob[4 : 4+n]), nil
 }
