@@ -56,6 +56,16 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 	return writeJSON(c, http.StatusCreated, out)
 }
 
+// handleProjectionList serves GET /--admin/projections: the names of the
+// projections that can be rebuilt.
+func (s *Server) handleProjectionList(c echo.Context) error {
+	names := make([]string, 0, len(s.cfg.Projections))
+	for _, p := range s.cfg.Projections {
+		names = append(names, p.Name())
+	}
+	return writeJSON(c, http.StatusOK, names)
+}
+
 // handleProjectionRebuild serves POST /--admin/projections/:name/rebuild.
 func (s *Server) handleProjectionRebuild(c echo.Context) error {
 	name := c.Param("name")

@@ -25,5 +25,6 @@ func (s *Server) routes() {
 	// Operators.
 	admin := e.Group("/--admin", s.authenticate, s.requireOperator)
 	admin.POST("/accounts", s.handleAccountCreate)
+	admin.GET("/projections", s.handleProjectionList)
 	admin.POST("/projections/:name/rebuild", s.handleProjectionRebuild)
 }

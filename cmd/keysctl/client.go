@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/infrakeys/infrakeys/http/httpsig"
+)
+
+// client calls keysd's API as one account.
+type client struct {
+	base   string
+	signer *httpsig.Signer
+	http   *http.Client
+}
+
+func newClient(base, account, keyFile string) (*client, error) {
+	s, err := httpsig.NewSignerFromFile("", keyFile)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := ssh.NewPublicKey(s.Key.Public())
+	if err != nil {
+		return nil, err
+	}
+	s.KeyID = httpsig.KeyIDFor(account, pub)
+	return &client{base: strings.TrimRight(base, "/"), signer: s, http: &http.Client{Timeout: 5 * time.Minute}}, nil
+}
+
+// apiError is an error answered by keysd, in CloudAPI's format.
+type apiError struct {
+	Status  int
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (%d): %s", e.Code, e.Status, e.Message) }
+
+// call sends a signed request with body (nil or a JSON value) and decodes
+// a JSON answer into out (if not nil).
+func (c *client) call(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if err := c.signer.Sign(req); err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		e := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(data, e) != nil || e.Code == "" {
+			e.Code, e.Message = resp.Status, strings.TrimSpace(string(data))
+		}
+		return e
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// readKeyFile reads an OpenSSH public key file.
+func readKeyFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

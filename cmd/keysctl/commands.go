@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+)
+
+// parseCommand parses a subcommand's flags, which may follow its
+// positional arguments ("account create bob --operator").
+func parseCommand(fs *flag.FlagSet, args []string, positional int) ([]string, error) {
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			pos = append(pos, args[0])
+			args = args[1:]
+		}
+	}
+	if len(pos) != positional {
+		return nil, fmt.Errorf("%s: want %d argument(s), got %d", fs.Name(), positional, len(pos))
+	}
+	return pos, nil
+}
+
+// cmdAccountCreate creates an account, optionally an operator, optionally
+// with its first key.
+func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("account create", flag.ContinueOnError)
+	operator := fs.Bool("operator", false, "make the account an operator")
+	keyFile := fs.String("key", "", "OpenSSH public key file: the account's first key")
+	name := fs.String("name", "", "name of the first key (default: its comment)")
+	pos, err := parseCommand(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"login": pos[0], "operator": *operator}
+	if *keyFile != "" {
+		if body["key"], err = readKeyFile(*keyFile); err != nil {
+			return err
+		}
+		if *name != "" {
+			body["name"] = *name
+		}
+	} else if *name != "" {
+		return errors.New("--name needs --key")
+	}
+	var out any
+	if err := c.call(ctx, "POST", "/--admin/accounts", body, &out); err != nil {
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
+// cmdKeyAdd adds a key to an account (an operator giving an account a key).
+func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("key add", flag.ContinueOnError)
+	name := fs.String("name", "", "name of the key (default: its comment)")
+	pos, err := parseCommand(fs, args, 2)
+	if err != nil {
+		return err
+	}
+	key, err := readKeyFile(pos[1])
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"key": key}
+	if *name != "" {
+		body["name"] = *name
+	}
+	var out any
+	if err := c.call(ctx, "POST", "/"+url.PathEscape(pos[0])+"/keys", body, &out); err != nil {
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
+// cmdKeyList lists an account's keys.
+func cmdKeyList(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("key list", flag.ContinueOnError)
+	pos, err := parseCommand(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	var out any
+	if err := c.call(ctx, "GET", "/"+url.PathEscape(pos[0])+"/keys", nil, &out); err != nil {
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
+// cmdProjectionsRebuild rebuilds one projection, or all of them, from the
+// event log.
+func cmdProjectionsRebuild(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+	names := args
+	if len(names) == 0 {
+		if err := c.call(ctx, "GET", "/--admin/projections", nil, &names); err != nil {
+			return err
+		}
+	}
+	for _, n := range names {
+		var out map[string]string
+		if err := c.call(ctx, "POST", "/--admin/projections/"+url.PathEscape(n)+"/rebuild", nil, &out); err != nil {
+			return fmt.Errorf("rebuild %s: %w", n, err)
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", n, out["status"])
+	}
+	return nil
+}

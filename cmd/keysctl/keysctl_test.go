@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/infrakeys/infrakeys/bus"
+)
+
+// keysdBin is the keysd binary built once for these tests: they exercise
+// the real process, its signals and its exit status.
+var keysdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keysctl-test")
+	if err != nil {
+		panic(err)
+	}
+	keysdBin = filepath.Join(dir, "keysd")
+	out, err := exec.Command("go", "build", "-o", keysdBin, "../keysd").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build keysd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// MustKeyFiles writes a fresh ed25519 key pair as OpenSSH files and returns
+// the paths of the private and public halves.
+func MustKeyFiles(tb testing.TB, dir, name string) (priv, pub string) {
+	tb.Helper()
+	pk, sk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(sk, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	priv, pub = filepath.Join(dir, name), filepath.Join(dir, name+".pub")
+	if err := os.WriteFile(priv, pem.EncodeToMemory(block), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " " + name + "\n"
+	if err := os.WriteFile(pub, []byte(line), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return priv, pub
+}
+
+// daemon is a keysd process.
+type daemon struct {
+	cmd    *exec.Cmd
+	url    string
+	env    []string
+	stderr *bytes.Buffer
+}
+
+// MustRunKeysd starts the keysd binary with env and waits for /healthz.
+func MustRunKeysd(tb testing.TB, env []string) *daemon {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	d := &daemon{url: "http://" + addr, env: env, stderr: &bytes.Buffer{}}
+	d.cmd = exec.Command(keysdBin)
+	d.cmd.Env = append(append(os.Environ(), env...), "KEYSD_HTTP_ADDR="+addr)
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(d.url + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return d
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("keysd not healthy\n%s", d.stderr)
+	return nil
+}
+
+// Stop sends SIGTERM and requires a clean exit.
+func (d *daemon) Stop(tb testing.TB) {
+	tb.Helper()
+	http.DefaultClient.CloseIdleConnections()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		tb.Fatal(err)
+	}
+	if err := d.cmd.Wait(); err != nil {
+		tb.Fatalf("keysd exit after SIGTERM: %v\n%s", err, d.stderr)
+	}
+}
+
+// keysctl runs the command in-process and returns its output.
+func keysctl(tb testing.TB, env map[string]string, args ...string) (string, error) {
+	tb.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, func(n string) string { return env[n] }, &out, &errOut)
+	if err != nil {
+		return out.String() + errOut.String(), err
+	}
+	return out.String(), nil
+}
+
+// lastSeq opens the stopped service's data directory and returns the
+// event log's last sequence.
+func lastSeq(tb testing.TB, dataDir string) uint64 {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := bus.Connect(ctx, bus.Config{StoreDir: filepath.Join(dataDir, "jetstream")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	l, err := bus.OpenEventLog(ctx, c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	seq, err := l.LastSeq(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return seq
+}
+
+func TestFirstRun(t *testing.T) {
+	dir := t.TempDir()
+	adminPriv, adminPub := MustKeyFiles(t, dir, "admin")
+	dataDir := filepath.Join(dir, "data")
+	env := []string{"KEYSD_DATA_DIR=" + dataDir, "KEYSD_BOOTSTRAP_ACCOUNT=admin", "KEYSD_BOOTSTRAP_KEY=" + adminPub}
+	d := MustRunKeysd(t, env)
+	ctl := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "admin", "KEYSD_KEY_FILE": adminPriv}
+
+	_, bobPub := MustKeyFiles(t, dir, "bob-laptop")
+	t.Run("AccountCreate", func(t *testing.T) {
+		out, err := keysctl(t, ctl, "account", "create", "bob", "--key", bobPub)
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		var got struct {
+			Login string
+			Keys  []struct{ Name string }
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || got.Login != "bob" || len(got.Keys) != 1 || got.Keys[0].Name != "bob-laptop" {
+			t.Errorf("output %s (%v)", out, err)
+		}
+	})
+	t.Run("ErrAccountCreateTwice", func(t *testing.T) {
+		out, err := keysctl(t, ctl, "account", "create", "bob")
+		if err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Errorf("second create: %v %s", err, out)
+		}
+	})
+	t.Run("KeyAddAndList", func(t *testing.T) {
+		_, second := MustKeyFiles(t, dir, "bob-desktop")
+		if out, err := keysctl(t, ctl, "key", "add", "bob", second, "--name", "desk"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		out, err := keysctl(t, ctl, "key", "list", "bob")
+		if err != nil || !strings.Contains(out, `"desk"`) || !strings.Contains(out, `"bob-laptop"`) {
+			t.Errorf("list: %v %s", err, out)
+		}
+	})
+	t.Run("ProjectionsRebuild", func(t *testing.T) {
+		out, err := keysctl(t, ctl, "projections", "rebuild")
+		if err != nil || strings.TrimSpace(out) != "accounts: rebuilt" {
+			t.Errorf("rebuild: %v %q", err, out)
+		}
+		out, err = keysctl(t, ctl, "key", "list", "bob")
+		if err != nil || !strings.Contains(out, `"desk"`) {
+			t.Errorf("list after rebuild: %v %s", err, out)
+		}
+	})
+	t.Run("ErrUnsignedAccount", func(t *testing.T) {
+		bad := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "bob", "KEYSD_KEY_FILE": adminPriv}
+		if _, err := keysctl(t, bad, "key", "list", "bob"); err == nil || !strings.Contains(err.Error(), "InvalidCredentials") {
+			t.Errorf("got %v", err)
+		}
+	})
+
+	t.Run("BootstrapIsIdempotent", func(t *testing.T) {
+		d.Stop(t)
+		before := lastSeq(t, dataDir)
+		d = MustRunKeysd(t, env)
+		d.Stop(t)
+		if after := lastSeq(t, dataDir); after != before {
+			t.Errorf("restart with the same bootstrap moved the log from %d to %d", before, after)
+		}
+	})
+}
+
+// TestSIGTERMLosesNothing stops keysd with SIGTERM while clients write:
+// every key acknowledged with 201 is there after a restart.
+func TestSIGTERMLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	adminPriv, adminPub := MustKeyFiles(t, dir, "admin")
+	dataDir := filepath.Join(dir, "data")
+	env := []string{"KEYSD_DATA_DIR=" + dataDir, "KEYSD_BOOTSTRAP_ACCOUNT=admin", "KEYSD_BOOTSTRAP_KEY=" + adminPub}
+	d := MustRunKeysd(t, env)
+	c, err := newClient(d.url, "admin", adminPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, pub := MustKeyFiles(t, t.TempDir(), fmt.Sprintf("w%d-%d", w, i))
+				line, _ := readKeyFile(pub)
+				name := fmt.Sprintf("w%d-%d", w, i)
+				err := c.call(context.Background(), "POST", "/admin/keys", map[string]any{"name": name, "key": line}, nil)
+				if err == nil {
+					mu.Lock()
+					acked = append(acked, name)
+					mu.Unlock()
+				} else if strings.Contains(err.Error(), "connection refused") {
+					return
+				}
+			}
+		})
+	}
+	// Let some writes land, then stop the service under load.
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.Stop(t)
+	close(stop)
+	wg.Wait()
+
+	d = MustRunKeysd(t, env)
+	defer d.Stop(t)
+	c.base = d.url
+	var keys []struct{ Name string }
+	if err := c.call(context.Background(), "GET", "/admin/keys", nil, &keys); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, k := range keys {
+		have[k.Name] = true
+	}
+	for _, name := range acked {
+		if !have[name] {
+			t.Errorf("acknowledged key %s is missing after SIGTERM and restart", name)
+		}
+	}
+	t.Logf("%d keys acknowledged before SIGTERM, all present", len(acked))
+}

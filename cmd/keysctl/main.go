@@ -1,0 +1,89 @@
+// Command keysctl is the operator and audit CLI of infrakeys. It talks to
+// keysd's API, signing each request with an operator's SSH key exactly as
+// the triton CLI does.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "keysctl:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `keysctl: operate infrakeys
+
+Usage:
+  keysctl [connection flags] account create LOGIN [--operator] [--key FILE.pub] [--name NAME]
+  keysctl [connection flags] key add LOGIN FILE.pub [--name NAME]
+  keysctl [connection flags] key list LOGIN
+  keysctl [connection flags] projections rebuild [NAME]
+
+Connection flags (and environment):
+  --url URL          keysd's address (KEYSD_URL, default http://127.0.0.1:8080)
+  --account LOGIN    the operator account to sign as (KEYSD_ACCOUNT)
+  --key-file FILE    its private SSH key, unencrypted (KEYSD_KEY_FILE, default ~/.ssh/id_ed25519)
+`
+
+// command is one keysctl subcommand.
+type command func(ctx context.Context, c *client, args []string, stdout io.Writer) error
+
+var commands = map[string]command{
+	"account create":      cmdAccountCreate,
+	"key add":             cmdKeyAdd,
+	"key list":            cmdKeyList,
+	"projections rebuild": cmdProjectionsRebuild,
+}
+
+// run parses the connection flags, then dispatches to a subcommand.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keysctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	home := getenv("HOME")
+	url := fs.String("url", envOr(getenv, "KEYSD_URL", "http://127.0.0.1:8080"), "")
+	account := fs.String("account", getenv("KEYSD_ACCOUNT"), "")
+	keyFile := fs.String("key-file", envOr(getenv, "KEYSD_KEY_FILE", home+"/.ssh/id_ed25519"), "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		fs.Usage()
+		return errors.New("missing command")
+	}
+	cmd, ok := commands[rest[0]+" "+rest[1]]
+	if !ok {
+		fs.Usage()
+		return fmt.Errorf("unknown command %q", rest[0]+" "+rest[1])
+	}
+	if *account == "" {
+		return errors.New("no account to sign as: set --account or KEYSD_ACCOUNT")
+	}
+	c, err := newClient(*url, *account, *keyFile)
+	if err != nil {
+		return err
+	}
+	return cmd(ctx, c, rest[2:], stdout)
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
