@@ -15,6 +15,7 @@ import (
 type Account struct {
 	Login    string       `json:"login"`
 	Operator bool         `json:"operator,omitempty"`
+	Policy   Policy       `json:"policy"`
 	Created  time.Time    `json:"created"`
 	Keys     []AccountKey `json:"keys"`
 	Version  uint64       `json:"version"`
@@ -29,6 +30,21 @@ type AccountKey struct {
 	Type              string    `json:"keyType"`
 	Bits              int       `json:"bits"`
 	Created           time.Time `json:"created"`
+	// Attestation is set for keys proven to live in a hardware token.
+	Attestation *Attestation `json:"attestation,omitempty"`
+}
+
+// Policy is what an operator requires of an account's keys, beyond
+// CloudAPI. The zero Policy requires nothing.
+type Policy struct {
+	// RequireAttestedKeys refuses new keys without a hardware attestation.
+	RequireAttestedKeys bool `json:"requireAttestedKeys"`
+	// RequireAttestedSigning refuses requests signed with a key that is
+	// not attested.
+	RequireAttestedSigning bool `json:"requireAttestedSigning"`
+	// RequireMultifactorSigning refuses requests signed with a key whose
+	// use needs neither a PIN nor a touch (implies attested signing).
+	RequireMultifactorSigning bool `json:"requireMultifactorSigning"`
 }
 
 // loginRE is the CloudAPI login syntax (UFDS): a letter, then letters,
@@ -95,7 +111,10 @@ func (a *Account) GrantOperator(m Meta) []Event {
 // CreateKey decides adding key to a. The name defaults to the key's comment,
 // then to its fingerprint, as CloudAPI does. Within an account both names and
 // fingerprints are unique.
-func (a *Account) CreateKey(name string, key *PublicKey, m Meta) (Event, error) {
+func (a *Account) CreateKey(name string, key *PublicKey, att *Attestation, m Meta) (Event, error) {
+	if a.Policy.RequireAttestedKeys && att == nil {
+		return Event{}, Errorf(EFORBIDDEN, "account policy requireAttestedKeys: account %s accepts only hardware-attested keys", a.Login)
+	}
 	if name == "" {
 		name = key.Comment
 		if ValidateKeyName(name) != nil {
@@ -117,7 +136,29 @@ func (a *Account) CreateKey(name string, key *PublicKey, m Meta) (Event, error) 
 		Key:               key.Authorized,
 		Type:              key.Type,
 		Bits:              key.Bits,
+		Attestation:       att,
 	}, m), nil
+}
+
+// SetPolicy decides replacing a's policy; it decides nothing when the
+// policy is unchanged.
+func (a *Account) SetPolicy(p Policy, m Meta) []Event {
+	if a.Policy == p {
+		return nil
+	}
+	return []Event{NewEvent(AccountOwner(a.Login), TypePolicySet, 1, AccountPolicySet{Login: a.Login, Policy: p}, m)}
+}
+
+// CheckSigningKey enforces a's policy on a request signed with k, one of
+// a's keys.
+func (a *Account) CheckSigningKey(k *AccountKey) error {
+	switch {
+	case a.Policy.RequireMultifactorSigning && (k.Attestation == nil || len(k.Attestation.Multifactor) == 0):
+		return Errorf(EFORBIDDEN, "account policy requireMultifactorSigning: sign with a hardware-attested key that needs a PIN or touch")
+	case a.Policy.RequireAttestedSigning && k.Attestation == nil:
+		return Errorf(EFORBIDDEN, "account policy requireAttestedSigning: sign with a hardware-attested key")
+	}
+	return nil
 }
 
 // DeleteKey decides removing the key that ref names. An account never loses
@@ -193,8 +234,17 @@ func ApplyAccountEvent(acct *Account, e Event, seq uint64) (*Account, error) {
 		}
 		acct.Keys = append(acct.Keys, AccountKey{
 			Name: p.Name, Fingerprint: p.Fingerprint, FingerprintSHA256: p.FingerprintSHA256,
-			Key: p.Key, Type: p.Type, Bits: p.Bits, Created: e.Time,
+			Key: p.Key, Type: p.Type, Bits: p.Bits, Created: e.Time, Attestation: p.Attestation,
 		})
+	case TypePolicySet:
+		if acct == nil {
+			return nil, Errorf(EINTERNAL, "event %s for a missing account", e.ID)
+		}
+		var p AccountPolicySet
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		acct.Policy = p.Policy
 	case TypeKeyDeleted:
 		if acct == nil {
 			return nil, Errorf(EINTERNAL, "event %s for a missing account", e.ID)

@@ -42,7 +42,7 @@ func (s *AccountService) CreateAccount(ctx context.Context, login string, operat
 		if err != nil {
 			return nil, err
 		}
-		ev, err := created.CreateKey(keyName, key, m)
+		ev, err := created.CreateKey(keyName, key, nil, m)
 		if err != nil {
 			return nil, err
 		}
@@ -68,7 +68,7 @@ func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *
 			evs = a.GrantOperator(m)
 		}
 		if a.KeyByFingerprint(key.Fingerprint) == nil {
-			ev, err := a.CreateKey("", key, m)
+			ev, err := a.CreateKey("", key, nil, m)
 			if err != nil {
 				return nil, err
 			}
@@ -78,13 +78,14 @@ func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *
 	})
 }
 
-// CreateKey adds key to the account login.
-func (s *AccountService) CreateKey(ctx context.Context, login, name string, key *PublicKey, m Meta) (*AccountKey, error) {
+// CreateKey adds key, with its verified attestation if any, to the account
+// login.
+func (s *AccountService) CreateKey(ctx context.Context, login, name string, key *PublicKey, att *Attestation, m Meta) (*AccountKey, error) {
 	acct, err := s.run(ctx, login, func(a *Account) ([]Event, error) {
 		if a == nil {
 			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
 		}
-		ev, err := a.CreateKey(name, key, m)
+		ev, err := a.CreateKey(name, key, att, m)
 		if err != nil {
 			return nil, err
 		}
@@ -98,6 +99,16 @@ func (s *AccountService) CreateKey(ctx context.Context, login, name string, key 
 		return nil, Errorf(EINTERNAL, "created key is missing from the account state")
 	}
 	return k, nil
+}
+
+// SetPolicy replaces the policy of the account login.
+func (s *AccountService) SetPolicy(ctx context.Context, login string, p Policy, m Meta) (*Account, error) {
+	return s.run(ctx, login, func(a *Account) ([]Event, error) {
+		if a == nil {
+			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
+		}
+		return a.SetPolicy(p, m), nil
+	})
 }
 
 // DeleteKey removes the key that ref names from the account login.

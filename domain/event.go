@@ -16,6 +16,7 @@ const (
 	TypeOperatorGranted = "OperatorGranted"
 	TypeKeyCreated      = "KeyCreated"
 	TypeKeyDeleted      = "KeyDeleted"
+	TypePolicySet       = "AccountPolicySet"
 )
 
 // Owner kinds: every event belongs to exactly one owner, and the owner is
@@ -114,6 +115,16 @@ type KeyCreated struct {
 	Key               string `json:"key"`
 	Type              string `json:"keyType"`
 	Bits              int    `json:"bits"`
+	// Attestation is present for hardware-attested keys (added without a
+	// version change: old readers ignore it).
+	Attestation *Attestation `json:"attestation,omitempty"`
+}
+
+// AccountPolicySet records the account's key policy as a whole (not a
+// change to it). Schema version 1.
+type AccountPolicySet struct {
+	Login  string `json:"login"`
+	Policy Policy `json:"policy"`
 }
 
 // KeyDeleted records a key removed from its owner. Schema version 1.

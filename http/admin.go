@@ -11,9 +11,18 @@ import (
 
 // accountView is an account as operators see it.
 type accountView struct {
-	Login    string    `json:"login"`
-	Operator bool      `json:"operator"`
-	Keys     []keyView `json:"keys"`
+	Login    string        `json:"login"`
+	Operator bool          `json:"operator"`
+	Policy   domain.Policy `json:"policy"`
+	Keys     []keyView     `json:"keys"`
+}
+
+func viewAccount(a *domain.Account) accountView {
+	out := accountView{Login: a.Login, Operator: a.Operator, Policy: a.Policy, Keys: []keyView{}}
+	for i := range a.Keys {
+		out.Keys = append(out.Keys, viewKey(&a.Keys[i]))
+	}
+	return out
 }
 
 // handleAccountCreate serves POST /--admin/accounts: an operator creates an
@@ -48,12 +57,58 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := accountView{Login: a.Login, Operator: a.Operator, Keys: []keyView{}}
-	for i := range a.Keys {
-		out.Keys = append(out.Keys, viewKey(&a.Keys[i]))
+	c.Response().Header().Set("Location", "/--admin/accounts/"+url.PathEscape(a.Login))
+	return writeJSON(c, http.StatusCreated, viewAccount(a))
+}
+
+// handleAccountGet serves GET /--admin/accounts/:login.
+func (s *Server) handleAccountGet(c echo.Context) error {
+	login := c.Param("login")
+	a, err := s.cfg.Repo.LoadAccount(c.Request().Context(), login)
+	if err != nil {
+		return err
 	}
-	c.Response().Header().Set("Location", "/"+url.PathEscape(a.Login)+"/keys")
-	return writeJSON(c, http.StatusCreated, out)
+	if a == nil {
+		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", login)
+	}
+	return writeJSON(c, http.StatusOK, viewAccount(a))
+}
+
+// handleAccountPolicy serves PUT /--admin/accounts/:login/policy: the whole
+// policy, booleans left out are false.
+// Body: {"requireAttestedKeys"?, "requireAttestedSigning"?, "requireMultifactorSigning"?}.
+func (s *Server) handleAccountPolicy(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	in, err := decodeParams(c, body)
+	if err != nil {
+		return err
+	}
+	var p domain.Policy
+	for name, dst := range map[string]*bool{
+		"requireAttestedKeys":       &p.RequireAttestedKeys,
+		"requireAttestedSigning":    &p.RequireAttestedSigning,
+		"requireMultifactorSigning": &p.RequireMultifactorSigning,
+	} {
+		raw, ok := in[name]
+		if !ok || raw == nil {
+			continue
+		}
+		if *dst, ok = raw.(bool); !ok {
+			return domain.Errorf(domain.EINVALID, "%s must be a Boolean", name)
+		}
+		delete(in, name)
+	}
+	for name := range in {
+		return domain.Errorf(domain.EINVALID, "unknown policy %s", name)
+	}
+	a, err := s.cfg.Accounts.SetPolicy(c.Request().Context(), c.Param("login"), p, s.meta(c))
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, viewAccount(a))
 }
 
 // handleProjectionList serves GET /--admin/projections: the names of the

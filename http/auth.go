@@ -110,6 +110,9 @@ func (s *Server) verifySignature(c echo.Context) (*principal, error) {
 	if err := httpsig.Verify(pub, alg, signing, params.Signature); err != nil {
 		return fail("signature does not verify", "err", err.Error())
 	}
+	if err := acct.CheckSigningKey(key); err != nil {
+		return nil, err
+	}
 	return &principal{Account: acct, Key: key}, nil
 }
 

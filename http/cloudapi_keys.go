@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/infrakeys/infrakeys/domain"
 )
@@ -23,11 +24,16 @@ type keyView struct {
 	FingerprintSHA256 string   `json:"fingerprintSHA256"`
 	Key               string   `json:"key"`
 	Attested          bool     `json:"attested,omitempty"`
-	Multifactor       []string `json:"multifactor,omitempty"`
+	Multifactor       []string `json:"multifactor,omitzero"`
 }
 
 func viewKey(k *domain.AccountKey) keyView {
-	return keyView{Name: k.Name, Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Key: k.Key}
+	v := keyView{Name: k.Name, Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Key: k.Key}
+	if k.Attestation != nil {
+		v.Attested = true
+		v.Multifactor = append([]string{}, k.Attestation.Multifactor...)
+	}
+	return v
 }
 
 // targetAccount resolves :login ("my" is the signer) and loads it. Another
@@ -110,11 +116,15 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if att, ok := in["attestation"]; ok && att != nil {
-		if !isStringArray(att) {
+	var att *domain.Attestation
+	if raw, ok := in["attestation"]; ok && raw != nil {
+		chain, ok := stringArray(raw)
+		if !ok {
 			return domain.Errorf(domain.EINVALID, "attestation must be an array of Strings")
 		}
-		return domain.Errorf(domain.EINVALID, "attestation is not supported yet")
+		if att, err = s.verifyAttestation(key, chain); err != nil {
+			return err
+		}
 	}
 	var name string
 	if raw, ok := in["name"]; ok && raw != nil {
@@ -122,7 +132,7 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 			return domain.Errorf(domain.EINVALID, "name must be a String")
 		}
 	}
-	k, err := s.cfg.Accounts.CreateKey(c.Request().Context(), a.Login, name, key, s.meta(c))
+	k, err := s.cfg.Accounts.CreateKey(c.Request().Context(), a.Login, name, key, att, s.meta(c))
 	if err != nil {
 		return err
 	}
@@ -203,15 +213,27 @@ func decodeParams(c echo.Context, body []byte) (map[string]any, error) {
 	return in, nil
 }
 
-func isStringArray(v any) bool {
+// stringArray returns v as a []string if it is a JSON array of strings.
+func stringArray(v any) ([]string, bool) {
 	arr, ok := v.([]any)
 	if !ok {
-		return false
+		return nil, false
 	}
-	for _, e := range arr {
-		if _, ok := e.(string); !ok {
-			return false
+	out := make([]string, len(arr))
+	for i, e := range arr {
+		if out[i], ok = e.(string); !ok {
+			return nil, false
 		}
 	}
-	return true
+	return out, true
+}
+
+// verifyAttestation checks a hardware attestation chain for key against
+// the configured roots.
+func (s *Server) verifyAttestation(key *domain.PublicKey, chain []string) (*domain.Attestation, error) {
+	cpk, ok := key.Key.(ssh.CryptoPublicKey)
+	if !ok || strings.HasPrefix(key.Type, "sk-") {
+		return nil, domain.Errorf(domain.EINVALID, "attestation is invalid: %s keys cannot carry a PIV attestation", key.Type)
+	}
+	return domain.VerifyAttestation(cpk.CryptoPublicKey(), chain, s.cfg.AttestationRoots, s.cfg.Now())
 }

@@ -25,6 +25,8 @@ func (s *Server) routes() {
 	// Operators.
 	admin := e.Group("/--admin", s.authenticate, s.requireOperator)
 	admin.POST("/accounts", s.handleAccountCreate)
+	admin.GET("/accounts/:login", s.handleAccountGet)
+	admin.PUT("/accounts/:login/policy", s.handleAccountPolicy)
 	admin.GET("/projections", s.handleProjectionList)
 	admin.POST("/projections/:name/rebuild", s.handleProjectionRebuild)
 }

@@ -34,6 +34,8 @@ type Config struct {
 	// cover (request-target), for old clients (triton-go). Off by default:
 	// such signatures can be replayed against another path.
 	AllowLegacySignatures bool
+	// AttestationRoots are the roots hardware attestations must chain to.
+	AttestationRoots *domain.AttestationRoots
 	// ClockSkew is the largest accepted difference between a request's
 	// signed date and now.
 	ClockSkew time.Duration
@@ -58,6 +60,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.AttestationRoots == nil {
+		cfg.AttestationRoots = domain.DefaultAttestationRoots()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -58,6 +58,37 @@ func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout io.W
 	return printJSON(stdout, out)
 }
 
+// cmdAccountGet shows an account, its policy and its keys.
+func cmdAccountGet(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+	pos, err := parseCommand(flag.NewFlagSet("account get", flag.ContinueOnError), args, 1)
+	if err != nil {
+		return err
+	}
+	var out any
+	if err := c.call(ctx, "GET", "/--admin/accounts/"+url.PathEscape(pos[0]), nil, &out); err != nil {
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
+// cmdAccountPolicy replaces an account's key policy; flags left out are off.
+func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("account policy", flag.ContinueOnError)
+	keys := fs.Bool("require-attested-keys", false, "new keys must carry a hardware attestation")
+	signing := fs.Bool("require-attested-signing", false, "requests must be signed with an attested key")
+	mfa := fs.Bool("require-multifactor-signing", false, "requests must be signed with an attested key that needs a PIN or touch")
+	pos, err := parseCommand(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"requireAttestedKeys": *keys, "requireAttestedSigning": *signing, "requireMultifactorSigning": *mfa}
+	var out any
+	if err := c.call(ctx, "PUT", "/--admin/accounts/"+url.PathEscape(pos[0])+"/policy", body, &out); err != nil {
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
 // cmdKeyAdd adds a key to an account (an operator giving an account a key).
 func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("key add", flag.ContinueOnError)

@@ -197,6 +197,23 @@ func TestFirstRun(t *testing.T) {
 			t.Errorf("list: %v %s", err, out)
 		}
 	})
+	t.Run("AccountPolicy", func(t *testing.T) {
+		out, err := keysctl(t, ctl, "account", "policy", "bob", "--require-attested-keys")
+		if err != nil || !strings.Contains(out, `"requireAttestedKeys": true`) {
+			t.Fatalf("policy: %v %s", err, out)
+		}
+		out, err = keysctl(t, ctl, "account", "get", "bob")
+		if err != nil || !strings.Contains(out, `"requireAttestedKeys": true`) {
+			t.Errorf("get: %v %s", err, out)
+		}
+		_, third := MustKeyFiles(t, dir, "bob-phone")
+		if out, err := keysctl(t, ctl, "key", "add", "bob", third); err == nil || !strings.Contains(err.Error(), "requireAttestedKeys") {
+			t.Errorf("plain key under policy: %v %s", err, out)
+		}
+		if out, err := keysctl(t, ctl, "account", "policy", "bob"); err != nil {
+			t.Errorf("clear: %v %s", err, out)
+		}
+	})
 	t.Run("ProjectionsRebuild", func(t *testing.T) {
 		out, err := keysctl(t, ctl, "projections", "rebuild")
 		if err != nil || strings.TrimSpace(out) != "accounts: rebuilt" {

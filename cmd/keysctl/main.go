@@ -29,6 +29,8 @@ const usage = `keysctl: operate infrakeys
 
 Usage:
   keysctl [connection flags] account create LOGIN [--operator] [--key FILE.pub] [--name NAME]
+  keysctl [connection flags] account get LOGIN
+  keysctl [connection flags] account policy LOGIN [--require-attested-keys] [--require-attested-signing] [--require-multifactor-signing]
   keysctl [connection flags] key add LOGIN FILE.pub [--name NAME]
   keysctl [connection flags] key list LOGIN
   keysctl [connection flags] projections rebuild [NAME]
@@ -44,6 +46,8 @@ type command func(ctx context.Context, c *client, args []string, stdout io.Write
 
 var commands = map[string]command{
 	"account create":      cmdAccountCreate,
+	"account get":         cmdAccountGet,
+	"account policy":      cmdAccountPolicy,
 	"key add":             cmdKeyAdd,
 	"key list":            cmdKeyList,
 	"projections rebuild": cmdProjectionsRebuild,

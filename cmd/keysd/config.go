@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,7 @@ type Config struct {
 	BootstrapAccount      string
 	BootstrapKey          string
 	AllowLegacySignatures bool
+	AttestationRoots      []string
 	ClockSkew             time.Duration
 	LogLevel              string
 }
@@ -82,6 +84,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	env("KEYSD_BOOTSTRAP_ACCOUNT", str(&c.BootstrapAccount))
 	env("KEYSD_BOOTSTRAP_KEY", str(&c.BootstrapKey))
 	env("KEYSD_LOG_LEVEL", str(&c.LogLevel))
+	env("KEYSD_ATTESTATION_ROOTS", func(v string) error { c.AttestationRoots = splitList(v); return nil })
 	env("KEYSD_REPLICAS", func(v string) (err error) { c.Replicas, err = strconv.Atoi(v); return })
 	env("KEYSD_ALLOW_LEGACY_SIGNATURES", func(v string) (err error) { c.AllowLegacySignatures, err = strconv.ParseBool(v); return })
 	env("KEYSD_CLOCK_SKEW", func(v string) (err error) { c.ClockSkew, err = time.ParseDuration(v); return })
@@ -99,6 +102,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.BootstrapAccount, "bootstrap-account", c.BootstrapAccount, "operator account to ensure at start-up (KEYSD_BOOTSTRAP_ACCOUNT)")
 	fs.StringVar(&c.BootstrapKey, "bootstrap-key", c.BootstrapKey, "OpenSSH public key file of the bootstrap account (KEYSD_BOOTSTRAP_KEY)")
 	fs.BoolVar(&c.AllowLegacySignatures, "allow-legacy-signatures", c.AllowLegacySignatures, "accept rsa-sha1 and signatures without (request-target) (KEYSD_ALLOW_LEGACY_SIGNATURES)")
+	fs.Func("attestation-roots", "comma-separated PEM files of extra hardware attestation roots (KEYSD_ATTESTATION_ROOTS)", func(v string) error {
+		c.AttestationRoots = append(c.AttestationRoots, splitList(v)...)
+		return nil
+	})
 	fs.DurationVar(&c.ClockSkew, "clock-skew", c.ClockSkew, "largest accepted difference between a signed Date and now (KEYSD_CLOCK_SKEW)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (KEYSD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -108,4 +115,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	return c, c.Validate()
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -85,7 +85,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		workers.Wait()
 	}()
 
+	roots, err := attestationRoots(cfg.AttestationRoots)
+	if err != nil {
+		return err
+	}
 	srv := khttp.NewServer(khttp.Config{
+		AttestationRoots:      roots,
 		Accounts:              svc,
 		Repo:                  accounts,
 		Projections:           []khttp.Rebuilder{accounts},
@@ -125,6 +130,22 @@ func bootstrap(ctx context.Context, svc *domain.AccountService, login, keyFile s
 	}
 	_, err = svc.EnsureOperator(ctx, login, key, domain.Meta{Actor: "keysd-bootstrap"})
 	return err
+}
+
+// attestationRoots returns the bundled Yubico PIV root plus the roots in
+// files.
+func attestationRoots(files []string) (*domain.AttestationRoots, error) {
+	roots := domain.DefaultAttestationRoots()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("attestation roots: %w", err)
+		}
+		if err := roots.AddPEM(data); err != nil {
+			return nil, fmt.Errorf("attestation roots %s: %w", f, err)
+		}
+	}
+	return roots, nil
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
