@@ -1,0 +1,178 @@
+package sealing
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// AlgXChaCha20Poly1305 names the algorithm of Sealed and WrappedKey. It is
+// stored with the data so that a later algorithm can be told apart.
+const AlgXChaCha20Poly1305 = "xchacha20poly1305"
+
+// dataKeySize is the size of a data key in bytes.
+const dataKeySize = chacha20poly1305.KeySize
+
+// ErrCannotOpen is wrapped by every error from Open and Rewrap about the
+// data: wrong master key, wrong key id, tampered or truncated ciphertext,
+// unknown algorithm. The messages never include key material.
+var ErrCannotOpen = errors.New("cannot open sealed key")
+
+// Sealed is a private key encrypted with its data key; it may travel in
+// events, since it is useless without the wrapped data key.
+type Sealed struct {
+	Alg        string `json:"alg"`
+	Nonce      []byte `json:"nonce"`
+	Ciphertext []byte `json:"ct"`
+}
+
+// WrappedKey is a data key encrypted by a master key; it is kept apart from
+// the log, so that deleting it destroys the private key (crypto-shredding).
+type WrappedKey struct {
+	// MasterKeyID names the master key that wraps the data key; it is also
+	// bound into the ciphertext, so changing it makes opening fail.
+	MasterKeyID string `json:"kek"`
+	Alg         string `json:"alg"`
+	Nonce       []byte `json:"nonce"`
+	Ciphertext  []byte `json:"ct"`
+}
+
+// Seal encrypts plaintext for key id under a fresh data key, returning the
+// sealed text and the data key wrapped by m. The key id binds both to this
+// key, so neither can be replayed as another key's.
+func Seal(m *MasterKey, keyID string, plaintext []byte) (Sealed, WrappedKey, error) {
+	if m == nil {
+		return Sealed{}, WrappedKey{}, errors.New("sealing: seal: nil master key")
+	}
+	if keyID == "" {
+		return Sealed{}, WrappedKey{}, errors.New("sealing: seal: empty key id")
+	}
+	dek := make([]byte, dataKeySize)
+	defer clear(dek)
+	if _, err := rand.Read(dek); err != nil {
+		return Sealed{}, WrappedKey{}, fmt.Errorf("sealing: generate data key: %w", err)
+	}
+	nonce, ciphertext, err := encrypt(dek, plaintext, []byte(keyID))
+	if err != nil {
+		return Sealed{}, WrappedKey{}, err
+	}
+	w, err := wrap(m, keyID, dek)
+	if err != nil {
+		return Sealed{}, WrappedKey{}, err
+	}
+	return Sealed{Alg: AlgXChaCha20Poly1305, Nonce: nonce, Ciphertext: ciphertext}, w, nil
+}
+
+// Open decrypts a sealed private key: it unwraps the data key with the
+// master key in r whose id w names, then decrypts s. The caller owns the
+// returned plaintext and should clear it once done.
+func Open(r *Keyring, keyID string, s Sealed, w WrappedKey) ([]byte, error) {
+	if s.Alg != AlgXChaCha20Poly1305 {
+		return nil, fmt.Errorf("sealing: %w: private key: unsupported algorithm %q", ErrCannotOpen, s.Alg)
+	}
+	dek, err := unwrap(r, keyID, w)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dek)
+	plaintext, err := decrypt(dek, s.Nonce, s.Ciphertext, []byte(keyID))
+	if err != nil {
+		return nil, fmt.Errorf("sealing: %w: private key: %v", ErrCannotOpen, err)
+	}
+	return plaintext, nil
+}
+
+// Rewrap re-encrypts a wrapped data key under another master key, for
+// master key rotation: the sealed private key and the event log are
+// untouched, and once every data key is rewrapped the old master key can be
+// retired.
+func Rewrap(r *Keyring, keyID string, w WrappedKey, to *MasterKey) (WrappedKey, error) {
+	if to == nil {
+		return WrappedKey{}, errors.New("sealing: rewrap: nil master key")
+	}
+	dek, err := unwrap(r, keyID, w)
+	if err != nil {
+		return WrappedKey{}, err
+	}
+	defer clear(dek)
+	return wrap(to, keyID, dek)
+}
+
+// wrapAAD binds a wrapped data key to its key id and to the id of the master
+// key that wraps it. The master key id is fixed-length hex, so the encoding
+// is unambiguous whatever the key id contains.
+func wrapAAD(keyID, masterKeyID string) []byte {
+	return []byte("dek:" + keyID + ":" + masterKeyID)
+}
+
+func wrap(m *MasterKey, keyID string, dek []byte) (WrappedKey, error) {
+	nonce, ciphertext, err := encrypt(m.key[:], dek, wrapAAD(keyID, m.id))
+	if err != nil {
+		return WrappedKey{}, err
+	}
+	return WrappedKey{MasterKeyID: m.id, Alg: AlgXChaCha20Poly1305, Nonce: nonce, Ciphertext: ciphertext}, nil
+}
+
+// unwrap returns the data key in w; the caller clears it.
+func unwrap(r *Keyring, keyID string, w WrappedKey) ([]byte, error) {
+	if r == nil {
+		return nil, errors.New("sealing: nil keyring")
+	}
+	if w.Alg != AlgXChaCha20Poly1305 {
+		return nil, fmt.Errorf("sealing: %w: data key: unsupported algorithm %q", ErrCannotOpen, w.Alg)
+	}
+	m, ok := r.Get(w.MasterKeyID)
+	if !ok {
+		return nil, fmt.Errorf("sealing: %w: data key: master key %q is not in the keyring", ErrCannotOpen, w.MasterKeyID)
+	}
+	dek, err := decrypt(m.key[:], w.Nonce, w.Ciphertext, wrapAAD(keyID, m.id))
+	if err != nil {
+		return nil, fmt.Errorf("sealing: %w: data key: %v", ErrCannotOpen, err)
+	}
+	if len(dek) != dataKeySize {
+		clear(dek)
+		return nil, fmt.Errorf("sealing: %w: data key: %d bytes, want %d", ErrCannotOpen, len(dek), dataKeySize)
+	}
+	return dek, nil
+}
+
+// encrypt seals plaintext under key with a random nonce.
+func encrypt(key, plaintext, aad []byte) (nonce, ciphertext []byte, err error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealing: %w", err)
+	}
+	nonce = make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, nil, fmt.Errorf("sealing: generate nonce: %w", err)
+	}
+	return nonce, aead.Seal(nil, nonce, plaintext, aad), nil
+}
+
+// errAuth hides the cause of an authentication failure, which the AEAD
+// cannot tell apart: wrong key, wrong associated data or tampering.
+var errAuth = errors.New("authentication failed (wrong master key, wrong key id, or modified data)")
+
+// decrypt opens ciphertext. Its errors say what is wrong with the data, never
+// what the key is.
+func decrypt(key, nonce, ciphertext, aad []byte) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	// The AEAD panics on a nonce of the wrong size; data read from storage
+	// must not be able to crash the service.
+	if len(nonce) != aead.NonceSize() {
+		return nil, fmt.Errorf("nonce is %d bytes, want %d", len(nonce), aead.NonceSize())
+	}
+	if len(ciphertext) < aead.Overhead() {
+		return nil, fmt.Errorf("ciphertext is %d bytes, shorter than the %d-byte tag", len(ciphertext), aead.Overhead())
+	}
+	plaintext, err := aead.Open(nil, nonce, ciphertext, aad)
+	if err != nil {
+		return nil, errAuth
+	}
+	return plaintext, nil
+}
