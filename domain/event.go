@@ -107,8 +107,12 @@ type OperatorGranted struct {
 	Login string `json:"login"`
 }
 
-// KeyCreated records a public key added to an account. Schema version 1.
+// KeyCreated records a key added to its owner: a public key to an account,
+// or an infrastructure key to the shared pool or an instance (then with
+// id, description and the sealed private half). KeyUpdated carries the
+// same payload: the key's whole new state. Schema version 1.
 type KeyCreated struct {
+	ID                string `json:"id,omitempty"`
 	Name              string `json:"name"`
 	Fingerprint       string `json:"fingerprint"`
 	FingerprintSHA256 string `json:"fingerprintSHA256"`
@@ -118,6 +122,10 @@ type KeyCreated struct {
 	// Attestation is present for hardware-attested keys (added without a
 	// version change: old readers ignore it).
 	Attestation *Attestation `json:"attestation,omitempty"`
+	// Description of an infrastructure key.
+	Description string `json:"description,omitempty"`
+	// SealedPrivateKey is the private half, encrypted: never plaintext.
+	SealedPrivateKey *SealedSecret `json:"sealedPrivateKey,omitempty"`
 }
 
 // AccountPolicySet records the account's key policy as a whole (not a
@@ -129,6 +137,7 @@ type AccountPolicySet struct {
 
 // KeyDeleted records a key removed from its owner. Schema version 1.
 type KeyDeleted struct {
+	ID          string `json:"id,omitempty"`
 	Name        string `json:"name"`
 	Fingerprint string `json:"fingerprint"`
 }

@@ -138,6 +138,9 @@ func principalOf(c echo.Context) *principal {
 
 // actorOf names the signer for logs and events.
 func actorOf(c echo.Context) string {
+	if caller := lmCallerOf(c); caller != nil {
+		return caller.actor
+	}
 	if p := principalOf(c); p != nil {
 		return p.Account.Login
 	}

@@ -46,6 +46,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	if isLMRequest(c) {
+		s.handleLMError(err, c)
+		return
+	}
 	status, body := s.cloudAPIErrorBody(err, c)
 	if werr := writeJSON(c, status, body); werr != nil {
 		s.log.Warn("write error response", "requestId", requestID(c), "err", werr)

@@ -2,6 +2,8 @@ package http
 
 import (
 	"net/http"
+
+	"github.com/infrakeys/infrakeys/domain"
 )
 
 // routes registers every route of keysd in one place.
@@ -22,11 +24,28 @@ func (s *Server) routes() {
 	keys.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys/:key", s.handleKeyGet)
 	keys.DELETE("/:login/keys/:key", s.handleKeyDelete)
 
+	// Lifecycle Manager infrastructure keys (FACTS.md §2): bearer tokens
+	// with roles, or operators signing with HTTP Signature.
+	lm := e.Group(lmPrefix, s.authenticateLM)
+	read, manage, private := requireRole(domain.RoleKeysRead), requireRole(domain.RoleKeysManage), requireRole(domain.RolePrivateRead)
+	lm.POST("/shared", s.handleSharedCreate, manage)
+	lm.GET("/shared", s.handleSharedList, read)
+	lm.GET("/shared/:name", s.handleSharedGet, read)
+	lm.PUT("/shared/:name", s.handleSharedUpdate, manage)
+	lm.DELETE("/shared/:name", s.handleSharedDelete, manage)
+	lm.GET("/instances/:instanceId", s.handleInstanceKeys, read)
+	lm.POST("/substitute", s.handleSubstitute, private)
+	lm.GET("/:name", s.handleSharedGet, read)
+
 	// Operators.
 	admin := e.Group("/--admin", s.authenticate, s.requireOperator)
 	admin.POST("/accounts", s.handleAccountCreate)
 	admin.GET("/accounts/:login", s.handleAccountGet)
 	admin.PUT("/accounts/:login/policy", s.handleAccountPolicy)
+	admin.POST("/tokens", s.handleTokenCreate)
+	admin.GET("/tokens", s.handleTokenList)
+	admin.DELETE("/tokens/:id", s.handleTokenRevoke)
+	admin.POST("/master-key/rewrap", s.handleMasterKeyRewrap)
 	admin.GET("/projections", s.handleProjectionList)
 	admin.POST("/projections/:name/rebuild", s.handleProjectionRebuild)
 }

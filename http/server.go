@@ -26,6 +26,9 @@ type Rebuilder interface {
 // Config holds what the HTTP layer needs; cmd/keysd wires it.
 type Config struct {
 	Accounts    *domain.AccountService
+	InfraKeys   *domain.InfraKeyService
+	Tokens      *domain.TokenService
+	Rewrap      RewrapFunc
 	Repo        domain.AccountRepository
 	Projections []Rebuilder
 	Logger      *slog.Logger

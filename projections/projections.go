@@ -74,19 +74,19 @@ func needsRebuild(ctx context.Context, kv jetstream.KeyValue, name string, schem
 // runConsumer keeps the projection up to date from a durable consumer
 // until ctx ends. handle must be idempotent: a message may be delivered
 // more than once, and replicas share the consumer.
-func runConsumer(ctx context.Context, log *bus.EventLog, logger *slog.Logger, name, filter string, handle func(context.Context, bus.Recorded) error) error {
+func runConsumer(ctx context.Context, log *bus.EventLog, logger *slog.Logger, name string, filters []string, handle func(context.Context, bus.Recorded) error) error {
 	var cons jetstream.Consumer
 	for {
 		var err error
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		cons, err = log.Stream().CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
-			Durable:       "projection-" + name,
-			Description:   "keeps the " + name + " read model up to date",
-			FilterSubject: filter,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			MaxAckPending: 1024,
+			Durable:        "projection-" + name,
+			Description:    "keeps the " + name + " read model up to date",
+			FilterSubjects: filters,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        30 * time.Second,
+			MaxAckPending:  1024,
 		})
 		cancel()
 		if err == nil {

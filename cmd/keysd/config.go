@@ -23,6 +23,9 @@ type Config struct {
 	BootstrapKey          string
 	AllowLegacySignatures bool
 	AttestationRoots      []string
+	MasterKeyFile         string
+	MasterKey             string
+	PreviousMasterKeys    []string
 	ClockSkew             time.Duration
 	LogLevel              string
 }
@@ -52,6 +55,12 @@ func (c *Config) Validate() error {
 	}
 	if (c.BootstrapAccount == "") != (c.BootstrapKey == "") {
 		errs = append(errs, errors.New("KEYSD_BOOTSTRAP_ACCOUNT and KEYSD_BOOTSTRAP_KEY must be set together"))
+	}
+	if c.MasterKey != "" && c.MasterKeyFile != "" {
+		errs = append(errs, errors.New("set KEYSD_MASTER_KEY or KEYSD_MASTER_KEY_FILE, not both"))
+	}
+	if c.NATSURL != "" && c.MasterKey == "" && c.MasterKeyFile == "" {
+		errs = append(errs, errors.New("with an external NATS deployment every replica needs the same master key: set KEYSD_MASTER_KEY_FILE or KEYSD_MASTER_KEY"))
 	}
 	if c.ClockSkew <= 0 {
 		errs = append(errs, errors.New("clock skew (--clock-skew, KEYSD_CLOCK_SKEW) must be positive"))
@@ -84,6 +93,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	env("KEYSD_BOOTSTRAP_ACCOUNT", str(&c.BootstrapAccount))
 	env("KEYSD_BOOTSTRAP_KEY", str(&c.BootstrapKey))
 	env("KEYSD_LOG_LEVEL", str(&c.LogLevel))
+	env("KEYSD_MASTER_KEY_FILE", str(&c.MasterKeyFile))
+	env("KEYSD_MASTER_KEY", str(&c.MasterKey))
+	env("KEYSD_PREVIOUS_MASTER_KEY_FILES", func(v string) error { c.PreviousMasterKeys = splitList(v); return nil })
 	env("KEYSD_ATTESTATION_ROOTS", func(v string) error { c.AttestationRoots = splitList(v); return nil })
 	env("KEYSD_REPLICAS", func(v string) (err error) { c.Replicas, err = strconv.Atoi(v); return })
 	env("KEYSD_ALLOW_LEGACY_SIGNATURES", func(v string) (err error) { c.AllowLegacySignatures, err = strconv.ParseBool(v); return })
@@ -102,6 +114,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.BootstrapAccount, "bootstrap-account", c.BootstrapAccount, "operator account to ensure at start-up (KEYSD_BOOTSTRAP_ACCOUNT)")
 	fs.StringVar(&c.BootstrapKey, "bootstrap-key", c.BootstrapKey, "OpenSSH public key file of the bootstrap account (KEYSD_BOOTSTRAP_KEY)")
 	fs.BoolVar(&c.AllowLegacySignatures, "allow-legacy-signatures", c.AllowLegacySignatures, "accept rsa-sha1 and signatures without (request-target) (KEYSD_ALLOW_LEGACY_SIGNATURES)")
+	fs.StringVar(&c.MasterKeyFile, "master-key-file", c.MasterKeyFile, "master key sealing private keys; created on first start if missing (KEYSD_MASTER_KEY_FILE, default <data-dir>/master.key)")
+	fs.Func("previous-master-key-files", "comma-separated older master key files, kept only to open and re-wrap during rotation (KEYSD_PREVIOUS_MASTER_KEY_FILES)", func(v string) error {
+		c.PreviousMasterKeys = append(c.PreviousMasterKeys, splitList(v)...)
+		return nil
+	})
 	fs.Func("attestation-roots", "comma-separated PEM files of extra hardware attestation roots (KEYSD_ATTESTATION_ROOTS)", func(v string) error {
 		c.AttestationRoots = append(c.AttestationRoots, splitList(v)...)
 		return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/infrakeys/infrakeys/domain"
 	khttp "github.com/infrakeys/infrakeys/http"
 	"github.com/infrakeys/infrakeys/projections"
+	"github.com/infrakeys/infrakeys/sealing"
 )
 
 func main() {
@@ -64,7 +65,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	infra, err := projections.OpenInfraKeys(ctx, conn, eventLog, logger.With("component", "projections"))
+	if err != nil {
+		return err
+	}
+	tokens, err := projections.OpenTokens(ctx, conn, eventLog, logger.With("component", "projections"))
+	if err != nil {
+		return err
+	}
+	dataKeys, err := bus.OpenDataKeys(ctx, conn)
+	if err != nil {
+		return err
+	}
+	ring, err := masterKeys(cfg, logger, stdout)
+	if err != nil {
+		return err
+	}
+	vault := sealing.NewVault(ring, dataKeys)
 	svc := &domain.AccountService{Repo: accounts}
+	infraSvc := &domain.InfraKeyService{Repo: infra, Sealer: vault}
+	tokenSvc := &domain.TokenService{Repo: tokens}
 
 	if cfg.BootstrapAccount != "" {
 		if err := bootstrap(ctx, svc, cfg.BootstrapAccount, cfg.BootstrapKey); err != nil {
@@ -75,11 +95,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup
-	workers.Go(func() {
-		if err := accounts.Run(workCtx); err != nil {
-			logger.Error("accounts projection stopped", "err", err)
-		}
-	})
+	for _, p := range []interface {
+		Name() string
+		Run(context.Context) error
+	}{accounts, infra, tokens} {
+		workers.Go(func() {
+			if err := p.Run(workCtx); err != nil {
+				logger.Error("projection stopped", "projection", p.Name(), "err", err)
+			}
+		})
+	}
 	defer func() {
 		stopWork()
 		workers.Wait()
@@ -92,8 +117,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	srv := khttp.NewServer(khttp.Config{
 		AttestationRoots:      roots,
 		Accounts:              svc,
+		InfraKeys:             infraSvc,
+		Tokens:                tokenSvc,
+		Rewrap:                func(ctx context.Context) (any, error) { return vault.Rewrap(ctx) },
 		Repo:                  accounts,
-		Projections:           []khttp.Rebuilder{accounts},
+		Projections:           []khttp.Rebuilder{accounts, infra, tokens},
 		Logger:                logger.With("component", "http"),
 		AllowLegacySignatures: cfg.AllowLegacySignatures,
 		ClockSkew:             cfg.ClockSkew,
@@ -130,6 +158,42 @@ func bootstrap(ctx context.Context, svc *domain.AccountService, login, keyFile s
 	}
 	_, err = svc.EnsureOperator(ctx, login, key, domain.Meta{Actor: "keysd-bootstrap"})
 	return err
+}
+
+// masterKeys loads the master key (creating it on the embedded default's
+// first start) and any previous ones kept for rotation.
+func masterKeys(cfg Config, logger *slog.Logger, stdout io.Writer) (*sealing.Keyring, error) {
+	var current *sealing.MasterKey
+	var err error
+	switch {
+	case cfg.MasterKey != "":
+		if current, err = sealing.ParseMasterKey(cfg.MasterKey); err != nil {
+			return nil, fmt.Errorf("KEYSD_MASTER_KEY: %w", err)
+		}
+	default:
+		path := cfg.MasterKeyFile
+		if path == "" {
+			path = filepath.Join(cfg.DataDir, "master.key")
+		}
+		var created bool
+		if current, created, err = sealing.LoadOrCreateMasterKeyFile(path); err != nil {
+			return nil, fmt.Errorf("master key: %w", err)
+		}
+		if created {
+			logger.Warn("generated a new master key; back it up: without it no sealed private key can be read", "path", path, "masterKey", current)
+			fmt.Fprintf(stdout, "keysd: generated master key %s (mode 0600); back it up\n", path)
+		}
+	}
+	var older []*sealing.MasterKey
+	for _, f := range cfg.PreviousMasterKeys {
+		m, err := sealing.LoadMasterKeyFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("previous master key: %w", err)
+		}
+		older = append(older, m)
+	}
+	logger.Info("master key loaded", "masterKey", current, "previous", len(older))
+	return sealing.NewKeyring(current, older...), nil
 }
 
 // attestationRoots returns the bundled Yubico PIV root plus the roots in

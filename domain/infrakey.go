@@ -1,0 +1,204 @@
+package domain
+
+import (
+	"time"
+)
+
+// Owner kinds of infrastructure keys. A shared key is its own owner (one
+// subject per name, so a name is unique in the pool by construction); an
+// instance owns all of its keys and its removal.
+const (
+	OwnerShared   = "shared"
+	OwnerInstance = "instance"
+)
+
+// Event types of infrastructure keys, besides KeyCreated and KeyDeleted.
+const (
+	TypeKeyUpdated      = "KeyUpdated"
+	TypePrivateKeyRead  = "PrivateKeyRead"
+	TypeInstanceRemoved = "InstanceRemoved"
+)
+
+// Scopes of infrastructure keys.
+const (
+	ScopeShared   = "shared"
+	ScopeInstance = "instance"
+)
+
+// SealedSecret is a private key encrypted with its own data key. Only this
+// ever travels in events and read models; the data key is kept apart,
+// wrapped by the master key, and destroyed with the key.
+type SealedSecret struct {
+	SecretID   string `json:"secretId"`
+	Alg        string `json:"alg"`
+	Nonce      []byte `json:"nonce"`
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// InfraKey is an infrastructure key (IBM Lifecycle Manager's): a named key
+// pair for provisioning and reaching infrastructure.
+type InfraKey struct {
+	ID                string        `json:"id"`
+	Name              string        `json:"name"`
+	Description       string        `json:"description,omitempty"`
+	Scope             string        `json:"scope"`
+	InstanceID        string        `json:"instanceId,omitempty"`
+	PublicKey         string        `json:"publicKey"`
+	Type              string        `json:"keyType"`
+	Bits              int           `json:"bits"`
+	Fingerprint       string        `json:"fingerprint"`
+	FingerprintSHA256 string        `json:"fingerprintSHA256"`
+	PrivateKey        *SealedSecret `json:"sealedPrivateKey,omitempty"`
+	Created           time.Time     `json:"created"`
+	Updated           time.Time     `json:"updated"`
+}
+
+// SharedKey is the history of one name in the shared pool: the key, or nil
+// when there is none (never created, or deleted).
+type SharedKey struct {
+	Name    string    `json:"name"`
+	Key     *InfraKey `json:"key,omitempty"`
+	Version uint64    `json:"version"`
+}
+
+// SharedOwner is the owner of a shared key's events.
+func SharedOwner(name string) Owner { return Owner{Kind: OwnerShared, ID: name} }
+
+// InstanceOwner is the owner of a resource instance's keys.
+func InstanceOwner(id string) Owner { return Owner{Kind: OwnerInstance, ID: id} }
+
+// NewInfraKey describes a key about to be created: validated halves, the
+// sealed private half (nil if none), and the new key's id.
+type NewInfraKey struct {
+	ID          string
+	Name        string
+	Description string
+	Pair        *KeyPair
+	Sealed      *SealedSecret
+}
+
+func (n NewInfraKey) payload() KeyCreated {
+	return KeyCreated{
+		ID:                n.ID,
+		Name:              n.Name,
+		Description:       n.Description,
+		Fingerprint:       n.Pair.Fingerprint,
+		FingerprintSHA256: n.Pair.FingerprintSHA256,
+		Key:               n.Pair.PublicKey,
+		Type:              n.Pair.Type,
+		Bits:              n.Pair.Bits,
+		SealedPrivateKey:  n.Sealed,
+	}
+}
+
+// maxDescriptionLen bounds descriptions.
+const maxDescriptionLen = 4096
+
+func validateNewInfraKey(n NewInfraKey) error {
+	if n.Name == "" {
+		return Errorf(EMISSING, "name is required")
+	}
+	if err := ValidateKeyName(n.Name); err != nil {
+		return err
+	}
+	if len(n.Description) > maxDescriptionLen {
+		return Errorf(EINVALID, "description must be at most %d bytes", maxDescriptionLen)
+	}
+	return nil
+}
+
+// CreateShared decides creating a shared key; the name must be free.
+func (s *SharedKey) CreateShared(n NewInfraKey, m Meta) (Event, error) {
+	if err := validateNewInfraKey(n); err != nil {
+		return Event{}, err
+	}
+	if s.Key != nil {
+		return Event{}, Errorf(ECONFLICT, "infrastructure key %s already exists", n.Name)
+	}
+	return NewEvent(SharedOwner(n.Name), TypeKeyCreated, 1, n.payload(), m), nil
+}
+
+// Update decides replacing a shared key's description and, when pair is
+// not nil, its halves (sealed is the new private half, nil if none).
+func (s *SharedKey) Update(description string, pair *KeyPair, sealed *SealedSecret, m Meta) (Event, error) {
+	if s.Key == nil {
+		return Event{}, Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
+	}
+	if len(description) > maxDescriptionLen {
+		return Event{}, Errorf(EINVALID, "description must be at most %d bytes", maxDescriptionLen)
+	}
+	k := s.Key
+	p := KeyCreated{
+		ID: k.ID, Name: k.Name, Description: description,
+		Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256,
+		Key: k.PublicKey, Type: k.Type, Bits: k.Bits, SealedPrivateKey: k.PrivateKey,
+	}
+	if pair != nil {
+		p.Fingerprint, p.FingerprintSHA256 = pair.Fingerprint, pair.FingerprintSHA256
+		p.Key, p.Type, p.Bits, p.SealedPrivateKey = pair.PublicKey, pair.Type, pair.Bits, sealed
+	}
+	return NewEvent(SharedOwner(s.Name), TypeKeyUpdated, 1, p, m), nil
+}
+
+// Delete decides deleting a shared key.
+func (s *SharedKey) Delete(m Meta) (Event, error) {
+	if s.Key == nil {
+		return Event{}, Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
+	}
+	return NewEvent(SharedOwner(s.Name), TypeKeyDeleted, 1, KeyDeleted{ID: s.Key.ID, Name: s.Name, Fingerprint: s.Key.Fingerprint}, m), nil
+}
+
+// PrivateKeyRead records that private material was released. Schema
+// version 1. It never contains the material.
+type PrivateKeyRead struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Purpose string `json:"purpose"`
+}
+
+// Purposes of a private key read.
+const (
+	PurposeInclude    = "includePrivateKey"
+	PurposeSubstitute = "substitution"
+)
+
+// RecordPrivateRead decides the audit fact of releasing k's private half.
+func RecordPrivateRead(owner Owner, k *InfraKey, purpose string, m Meta) Event {
+	return NewEvent(owner, TypePrivateKeyRead, 1, PrivateKeyRead{ID: k.ID, Name: k.Name, Purpose: purpose}, m)
+}
+
+// ApplySharedKeyEvent returns the state of a shared key name after e,
+// stored at seq. Events at or below the version are ignored.
+func ApplySharedKeyEvent(s *SharedKey, e Event, seq uint64) (*SharedKey, error) {
+	if s == nil {
+		s = &SharedKey{Name: e.Owner.ID}
+	}
+	if seq <= s.Version {
+		return s, nil
+	}
+	switch e.Type {
+	case TypeKeyCreated, TypeKeyUpdated:
+		var p KeyCreated
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		k := infraKeyFrom(p, ScopeShared, "", e.Time)
+		if e.Type == TypeKeyUpdated && s.Key != nil {
+			k.Created = s.Key.Created
+		}
+		s.Key = k
+	case TypeKeyDeleted:
+		s.Key = nil
+	}
+	s.Version = seq
+	return s, nil
+}
+
+func infraKeyFrom(p KeyCreated, scope, instance string, t time.Time) *InfraKey {
+	return &InfraKey{
+		ID: p.ID, Name: p.Name, Description: p.Description, Scope: scope, InstanceID: instance,
+		PublicKey: p.Key, Type: p.Type, Bits: p.Bits,
+		Fingerprint: p.Fingerprint, FingerprintSHA256: p.FingerprintSHA256,
+		PrivateKey: p.SealedPrivateKey, Created: t, Updated: t,
+	}
+}

@@ -1,0 +1,370 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Sealer keeps private keys sealed: each under its own data key, wrapped by
+// the master key and stored apart from the event log.
+type Sealer interface {
+	// Seal encrypts plaintext under a new data key and stores the wrapped
+	// data key.
+	Seal(ctx context.Context, plaintext []byte) (*SealedSecret, error)
+	// Open decrypts a sealed secret.
+	Open(ctx context.Context, s *SealedSecret) ([]byte, error)
+	// Destroy deletes the secret's data key for good: every copy of the
+	// ciphertext, in the log included, becomes noise. Destroying a secret
+	// that is already gone is not an error.
+	Destroy(ctx context.Context, secretID string) error
+}
+
+// InfraKeyRepository loads and appends the events of shared keys and
+// instances, like AccountRepository does for accounts.
+type InfraKeyRepository interface {
+	LoadShared(ctx context.Context, name string) (*SharedKey, error) // never nil
+	AppendShared(ctx context.Context, name string, expected uint64, events []Event) (*SharedKey, error)
+	ListShared(ctx context.Context) ([]InfraKey, error)
+	LoadInstance(ctx context.Context, id string) (*Instance, error) // never nil
+	AppendInstance(ctx context.Context, id string, expected uint64, events []Event) (*Instance, error)
+}
+
+// InfraKeyService runs the commands on infrastructure keys.
+type InfraKeyService struct {
+	Repo   InfraKeyRepository
+	Sealer Sealer
+}
+
+// KeyMaterial is what a client sends for a key's halves: either or both
+// halves, or the name of an algorithm to generate a pair with.
+type KeyMaterial struct {
+	PublicKey  string
+	PrivateKey string
+	Generate   string
+}
+
+// pair validates or generates the halves.
+func (km KeyMaterial) pair(comment string) (*KeyPair, error) {
+	if km.Generate != "" {
+		if km.PublicKey != "" || km.PrivateKey != "" {
+			return nil, Errorf(EINVALID, "generate cannot be combined with publicKey or privateKey")
+		}
+		return GenerateKeyPair(km.Generate, comment)
+	}
+	return ParseKeyPair(km.PublicKey, km.PrivateKey)
+}
+
+// seal seals the private half of pair, if it has one.
+func (s *InfraKeyService) seal(ctx context.Context, pair *KeyPair) (*SealedSecret, error) {
+	if len(pair.PrivateKey) == 0 {
+		return nil, nil
+	}
+	return s.Sealer.Seal(ctx, pair.PrivateKey)
+}
+
+// discard destroys a secret sealed for a command that did not happen, so
+// a failed request leaves nothing behind.
+func (s *InfraKeyService) discard(ctx context.Context, sealed *SealedSecret) {
+	if sealed != nil {
+		_ = s.Sealer.Destroy(context.WithoutCancel(ctx), sealed.SecretID)
+	}
+}
+
+// CreateShared creates a key in the shared pool.
+func (s *InfraKeyService) CreateShared(ctx context.Context, name, description string, km KeyMaterial, m Meta) (*InfraKey, error) {
+	n := NewInfraKey{ID: ulid.Make().String(), Name: name, Description: description}
+	if err := validateNewInfraKey(n); err != nil {
+		return nil, err
+	}
+	pair, err := km.pair(name)
+	if err != nil {
+		return nil, err
+	}
+	n.Pair = pair
+	if n.Sealed, err = s.seal(ctx, pair); err != nil {
+		return nil, err
+	}
+	st, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
+		ev, err := st.CreateShared(n, m)
+		return []Event{ev}, err
+	})
+	if err != nil {
+		s.discard(ctx, n.Sealed)
+		return nil, err
+	}
+	return st.Key, nil
+}
+
+// UpdateShared replaces a shared key's description (when not nil) and, when
+// km has a half, its halves. id and newName, when not empty, must be the
+// key's own: LM's CLI sends the whole object back.
+func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName string, description *string, km KeyMaterial, m Meta) (*InfraKey, error) {
+	if newName != "" && newName != name {
+		return nil, Errorf(EINVALID, "name cannot be changed (from %s to %s); create a new key instead", name, newName)
+	}
+	var (
+		newPair   *KeyPair
+		newSealed *SealedSecret
+		err       error
+	)
+	if km.PrivateKey != "" || km.Generate != "" {
+		if newPair, err = km.pair(name); err != nil {
+			return nil, err
+		}
+		if newSealed, err = s.seal(ctx, newPair); err != nil {
+			return nil, err
+		}
+	}
+	var old *SealedSecret
+	st, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
+		if st.Key == nil {
+			return nil, Errorf(ENOTFOUND, "infrastructure key %s does not exist", name)
+		}
+		if id != "" && id != st.Key.ID {
+			return nil, Errorf(EINVALID, "id %s is not the id of infrastructure key %s", id, name)
+		}
+		desc := st.Key.Description
+		if description != nil {
+			desc = *description
+		}
+		pair, sealed := newPair, newSealed
+		if pair == nil && km.PublicKey != "" {
+			// A new public half alone must still match the private half.
+			pub, err := ParsePublicKey(km.PublicKey)
+			if err != nil {
+				return nil, Errorf(EINVALID, "publicKey is invalid: %s", strings.TrimPrefix(ErrorMessage(err), "key is invalid: "))
+			}
+			if st.Key.PrivateKey != nil && pub.Fingerprint != st.Key.Fingerprint {
+				return nil, Errorf(ECONFLICT, "publicKey and privateKey do not match: the new public half does not belong to the stored private half")
+			}
+			pair = &KeyPair{PublicKey: pub.Authorized, Type: pub.Type, Bits: pub.Bits, Fingerprint: pub.Fingerprint, FingerprintSHA256: pub.FingerprintSHA256}
+			sealed = st.Key.PrivateKey
+		}
+		old = nil
+		if pair != nil && st.Key.PrivateKey != nil && (sealed == nil || sealed.SecretID != st.Key.PrivateKey.SecretID) {
+			old = st.Key.PrivateKey
+		}
+		ev, err := st.Update(desc, pair, sealed, m)
+		return []Event{ev}, err
+	})
+	if err != nil {
+		s.discard(ctx, newSealed)
+		return nil, err
+	}
+	// The replaced private half is shredded once the update is recorded.
+	s.discard(ctx, old)
+	return st.Key, nil
+}
+
+// DeleteShared deletes a shared key and destroys its private half.
+func (s *InfraKeyService) DeleteShared(ctx context.Context, name string, m Meta) error {
+	var gone *SealedSecret
+	_, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
+		ev, err := st.Delete(m)
+		if err != nil {
+			return nil, err
+		}
+		gone = st.Key.PrivateKey
+		return []Event{ev}, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.discard(ctx, gone)
+	return nil
+}
+
+// GetShared returns the shared key name.
+func (s *InfraKeyService) GetShared(ctx context.Context, name string) (*InfraKey, error) {
+	st, err := s.Repo.LoadShared(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if st.Key == nil {
+		return nil, Errorf(ENOTFOUND, "infrastructure key %s does not exist", name)
+	}
+	return st.Key, nil
+}
+
+// ListShared returns the shared pool sorted by name.
+func (s *InfraKeyService) ListShared(ctx context.Context) ([]InfraKey, error) {
+	keys, err := s.Repo.ListShared(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Name < keys[j].Name })
+	return keys, nil
+}
+
+// ListInstance returns the keys of an instance, sorted by name.
+func (s *InfraKeyService) ListInstance(ctx context.Context, id string) ([]InfraKey, error) {
+	in, err := s.Repo.LoadInstance(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	keys := append([]InfraKey(nil), in.Keys...)
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Name < keys[j].Name })
+	return keys, nil
+}
+
+// RevealPrivate returns k's private half, after recording who asked for it
+// and why: no audit event, no release.
+func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpose string, m Meta) ([]byte, error) {
+	if k.PrivateKey == nil {
+		return nil, nil
+	}
+	owner := SharedOwner(k.Name)
+	if k.Scope == ScopeInstance {
+		owner = InstanceOwner(k.InstanceID)
+	}
+	ev := RecordPrivateRead(owner, k, purpose, m)
+	var err error
+	if owner.Kind == OwnerShared {
+		_, err = s.runShared(ctx, k.Name, func(*SharedKey) ([]Event, error) { return []Event{ev}, nil })
+	} else {
+		_, err = s.runInstance(ctx, k.InstanceID, func(*Instance) ([]Event, error) { return []Event{ev}, nil })
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.Sealer.Open(ctx, k.PrivateKey)
+}
+
+// Substitute replaces every key property ({"type": "key", "value": name})
+// in props with the key itself, as the resource manager does before a
+// request goes to a driver (FACTS.md §2). Other properties pass through.
+// Names resolve to the instance's keys first (when instanceID is set),
+// then to the shared pool. Every name must resolve to a key with a private
+// half, or nothing is substituted and the error names every problem.
+func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]any, instanceID string, m Meta) (map[string]any, error) {
+	var inst *Instance
+	if instanceID != "" {
+		var err error
+		if inst, err = s.Repo.LoadInstance(ctx, instanceID); err != nil {
+			return nil, err
+		}
+	}
+	found := map[string]*InfraKey{}
+	var missing, public []string
+	for _, v := range props {
+		name, ok := keyProperty(v)
+		if !ok || found[name] != nil {
+			continue
+		}
+		var k *InfraKey
+		if inst != nil {
+			k = inst.FindKey(name)
+		}
+		if k == nil {
+			st, err := s.Repo.LoadShared(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			k = st.Key
+		}
+		switch {
+		case k == nil:
+			missing = append(missing, name)
+		case k.PrivateKey == nil:
+			public = append(public, name)
+		default:
+			found[name] = k
+		}
+	}
+	if len(missing) > 0 || len(public) > 0 {
+		sort.Strings(missing)
+		sort.Strings(public)
+		var parts []string
+		if len(missing) > 0 {
+			parts = append(parts, "no infrastructure key named "+strings.Join(missing, ", "))
+		}
+		if len(public) > 0 {
+			parts = append(parts, "no private half in "+strings.Join(public, ", "))
+		}
+		code := ENOTFOUND
+		if len(missing) == 0 {
+			code = EINVALID
+		}
+		return nil, Errorf(code, "cannot substitute key properties: %s", strings.Join(parts, "; "))
+	}
+	private := map[string][]byte{}
+	for name, k := range found {
+		pem, err := s.RevealPrivate(ctx, k, PurposeSubstitute, m)
+		if err != nil {
+			return nil, fmt.Errorf("reveal %s: %w", name, err)
+		}
+		private[name] = pem
+	}
+	out := make(map[string]any, len(props))
+	for p, v := range props {
+		name, ok := keyProperty(v)
+		if !ok {
+			out[p] = v
+			continue
+		}
+		out[p] = map[string]any{
+			"type":       "key",
+			"keyName":    name,
+			"privateKey": string(private[name]),
+			"publicKey":  found[name].PublicKey,
+			"value":      name,
+		}
+	}
+	return out, nil
+}
+
+// keyProperty returns the key name of a key property.
+func keyProperty(v any) (string, bool) {
+	m, ok := v.(map[string]any)
+	if !ok || m["type"] != "key" {
+		return "", false
+	}
+	name, ok := m["value"].(string)
+	return name, ok && name != ""
+}
+
+func (s *InfraKeyService) runShared(ctx context.Context, name string, decide func(*SharedKey) ([]Event, error)) (*SharedKey, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		st, err := s.Repo.LoadShared(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		evs, err := decide(st)
+		if err != nil {
+			return nil, err
+		}
+		after, err := s.Repo.AppendShared(ctx, name, st.Version, evs)
+		if errors.Is(err, ErrVersionConflict) {
+			continue
+		}
+		return after, err
+	}
+	return nil, Errorf(EUNAVAILABLE, "too many concurrent changes to infrastructure key %s; retry", name)
+}
+
+func (s *InfraKeyService) runInstance(ctx context.Context, id string, decide func(*Instance) ([]Event, error)) (*Instance, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		in, err := s.Repo.LoadInstance(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		evs, err := decide(in)
+		if err != nil {
+			return nil, err
+		}
+		if len(evs) == 0 {
+			return in, nil
+		}
+		after, err := s.Repo.AppendInstance(ctx, id, in.Version, evs)
+		if errors.Is(err, ErrVersionConflict) {
+			continue
+		}
+		return after, err
+	}
+	return nil, Errorf(EUNAVAILABLE, "too many concurrent changes to instance %s; retry", id)
+}

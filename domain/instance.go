@@ -1,0 +1,112 @@
+package domain
+
+// Instance is a resource instance as far as keys go: the keys its drivers
+// generated, and whether the resource manager removed it. All of an
+// instance's events share one subject, so a key published for an instance
+// that was removed meanwhile fails the optimistic check and is decided
+// again, against the removal: no key is ever left orphaned.
+type Instance struct {
+	ID        string     `json:"id"`
+	Removed   bool       `json:"removed,omitempty"`
+	RemovedBy string     `json:"removedBy,omitempty"` // the InstanceRemoved event id
+	Keys      []InfraKey `json:"keys"`
+	Version   uint64     `json:"version"`
+}
+
+// InstanceRemoved records that the resource manager removed an instance;
+// its keys are deleted by the cascade. Schema version 1.
+type InstanceRemoved struct {
+	InstanceID string `json:"instanceId"`
+}
+
+// maxInstanceIDLen bounds instance ids; they are subject tokens.
+const maxInstanceIDLen = 255
+
+// ValidateInstanceID reports whether id can identify an instance.
+func ValidateInstanceID(id string) error {
+	if id == "" {
+		return Errorf(EMISSING, "instanceId is required")
+	}
+	if len(id) > maxInstanceIDLen {
+		return Errorf(EINVALID, "instanceId must be at most %d bytes", maxInstanceIDLen)
+	}
+	return ValidateKeyName(id)
+}
+
+// FindKey returns the instance's key named name, or nil.
+func (in *Instance) FindKey(name string) *InfraKey {
+	for i := range in.Keys {
+		if in.Keys[i].Name == name {
+			return &in.Keys[i]
+		}
+	}
+	return nil
+}
+
+// AddKey decides adding a driver-generated key to the instance.
+func (in *Instance) AddKey(n NewInfraKey, m Meta) (Event, error) {
+	if err := validateNewInfraKey(n); err != nil {
+		return Event{}, err
+	}
+	if in.Removed {
+		return Event{}, Errorf(ECONFLICT, "instance %s was removed", in.ID)
+	}
+	if in.FindKey(n.Name) != nil {
+		return Event{}, Errorf(ECONFLICT, "instance %s already has a key named %s", in.ID, n.Name)
+	}
+	return NewEvent(InstanceOwner(in.ID), TypeKeyCreated, 1, n.payload(), m), nil
+}
+
+// Remove decides the removal of the instance; removing it again decides
+// nothing.
+func (in *Instance) Remove(m Meta) []Event {
+	if in.Removed {
+		return nil
+	}
+	return []Event{NewEvent(InstanceOwner(in.ID), TypeInstanceRemoved, 1, InstanceRemoved{InstanceID: in.ID}, m)}
+}
+
+// DeleteKey decides deleting the instance's key named name, as caused by
+// the event cause (the InstanceRemoved).
+func (in *Instance) DeleteKey(name string, m Meta) (Event, error) {
+	k := in.FindKey(name)
+	if k == nil {
+		return Event{}, Errorf(ENOTFOUND, "instance %s has no key %s", in.ID, name)
+	}
+	return NewEvent(InstanceOwner(in.ID), TypeKeyDeleted, 1, KeyDeleted{ID: k.ID, Name: k.Name, Fingerprint: k.Fingerprint}, m), nil
+}
+
+// ApplyInstanceEvent returns the instance after e, stored at seq. Events
+// at or below the version are ignored.
+func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
+	if in == nil {
+		in = &Instance{ID: e.Owner.ID, Keys: []InfraKey{}}
+	}
+	if seq <= in.Version {
+		return in, nil
+	}
+	switch e.Type {
+	case TypeKeyCreated:
+		var p KeyCreated
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		in.Keys = append(in.Keys, *infraKeyFrom(p, ScopeInstance, in.ID, e.Time))
+	case TypeKeyDeleted:
+		var p KeyDeleted
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		keys := make([]InfraKey, 0, len(in.Keys))
+		for _, k := range in.Keys {
+			if k.Name != p.Name {
+				keys = append(keys, k)
+			}
+		}
+		in.Keys = keys
+	case TypeInstanceRemoved:
+		in.Removed, in.RemovedBy = true, e.ID
+	}
+	in.Version = seq
+	return in, nil
+}

@@ -1,0 +1,272 @@
+package http
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// infraKeyView is an infrastructure key as LM shows it. privateKey appears
+// only when asked for by a caller allowed to read private material.
+type infraKeyView struct {
+	ID                string `json:"id"`
+	Name              string `json:"name"`
+	Description       string `json:"description"`
+	PublicKey         string `json:"publicKey"`
+	PrivateKey        string `json:"privateKey,omitempty"`
+	Fingerprint       string `json:"fingerprint"`
+	FingerprintSHA256 string `json:"fingerprintSHA256"`
+	Scope             string `json:"scope"`
+	InstanceID        string `json:"instanceId,omitempty"`
+}
+
+func viewInfraKey(k *domain.InfraKey) infraKeyView {
+	return infraKeyView{
+		ID: k.ID, Name: k.Name, Description: k.Description, PublicKey: k.PublicKey,
+		Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Scope: k.Scope, InstanceID: k.InstanceID,
+	}
+}
+
+// includePrivate reads ?includePrivateKey and checks the caller may.
+func includePrivate(c echo.Context) (bool, error) {
+	switch v := c.QueryParam("includePrivateKey"); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		if !lmCallerOf(c).has(domain.RolePrivateRead) {
+			return false, domain.Errorf(domain.EFORBIDDEN, "includePrivateKey needs the %s role", domain.RolePrivateRead)
+		}
+		return true, nil
+	default:
+		return false, domain.Errorf(domain.EINVALID, "includePrivateKey must be true or false, not %q", v)
+	}
+}
+
+// views renders keys, revealing private halves when include is set (each
+// reveal is audited).
+func (s *Server) views(c echo.Context, keys []domain.InfraKey, include bool) ([]infraKeyView, error) {
+	out := make([]infraKeyView, 0, len(keys))
+	for i := range keys {
+		v := viewInfraKey(&keys[i])
+		if include {
+			pem, err := s.cfg.InfraKeys.RevealPrivate(c.Request().Context(), &keys[i], domain.PurposeInclude, s.meta(c))
+			if err != nil {
+				return nil, err
+			}
+			v.PrivateKey = string(pem)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// keyMaterial reads publicKey, privateKey and generate from a body.
+func keyMaterial(in map[string]any) (domain.KeyMaterial, error) {
+	var km domain.KeyMaterial
+	var err error
+	if km.PublicKey, _, err = lmString(in, "publicKey"); err != nil {
+		return km, err
+	}
+	if km.PrivateKey, _, err = lmString(in, "privateKey"); err != nil {
+		return km, err
+	}
+	if km.Generate, _, err = lmString(in, "generate"); err != nil {
+		return km, err
+	}
+	return km, nil
+}
+
+// handleSharedCreate serves POST /api/resource-manager/infrastructure-keys/shared.
+// Body: {name, description?, publicKey?, privateKey?} or {name,
+// description?, generate: "ed25519"|"rsa-3072"|"rsa-4096"|"ecdsa-p256"|"ecdsa-p384"}.
+func (s *Server) handleSharedCreate(c echo.Context) error {
+	in, err := lmDecode(c)
+	if err != nil {
+		return err
+	}
+	name, _, err := lmString(in, "name")
+	if err != nil {
+		return err
+	}
+	desc, _, err := lmString(in, "description")
+	if err != nil {
+		return err
+	}
+	km, err := keyMaterial(in)
+	if err != nil {
+		return err
+	}
+	k, err := s.cfg.InfraKeys.CreateShared(c.Request().Context(), name, desc, km, s.meta(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", lmPrefix+"/shared/"+url.PathEscape(k.Name))
+	return lmWrite(c, http.StatusCreated, viewInfraKey(k))
+}
+
+// handleSharedList serves GET /api/resource-manager/infrastructure-keys/shared,
+// sorted by name.
+func (s *Server) handleSharedList(c echo.Context) error {
+	include, err := includePrivate(c)
+	if err != nil {
+		return err
+	}
+	keys, err := s.cfg.InfraKeys.ListShared(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out, err := s.views(c, keys, include)
+	if err != nil {
+		return err
+	}
+	return lmWrite(c, http.StatusOK, out)
+}
+
+// handleSharedGet serves GET /api/resource-manager/infrastructure-keys/shared/:name
+// and GET /api/resource-manager/infrastructure-keys/:name.
+func (s *Server) handleSharedGet(c echo.Context) error {
+	include, err := includePrivate(c)
+	if err != nil {
+		return err
+	}
+	k, err := s.cfg.InfraKeys.GetShared(c.Request().Context(), pathParam(c, "name"))
+	if err != nil {
+		return err
+	}
+	out, err := s.views(c, []domain.InfraKey{*k}, include)
+	if err != nil {
+		return err
+	}
+	return lmWrite(c, http.StatusOK, out[0])
+}
+
+// handleSharedUpdate serves PUT /api/resource-manager/infrastructure-keys/shared/:name.
+// Body: {description?, publicKey?, privateKey?, generate?}; LM's CLI also
+// sends id and name, which must be the key's own. Fields left out are kept.
+func (s *Server) handleSharedUpdate(c echo.Context) error {
+	in, err := lmDecode(c)
+	if err != nil {
+		return err
+	}
+	id, _, err := lmString(in, "id")
+	if err != nil {
+		return err
+	}
+	newName, _, err := lmString(in, "name")
+	if err != nil {
+		return err
+	}
+	desc, hasDesc, err := lmString(in, "description")
+	if err != nil {
+		return err
+	}
+	km, err := keyMaterial(in)
+	if err != nil {
+		return err
+	}
+	var descPtr *string
+	if hasDesc {
+		descPtr = &desc
+	}
+	if _, err := s.cfg.InfraKeys.UpdateShared(c.Request().Context(), pathParam(c, "name"), id, newName, descPtr, km, s.meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// handleSharedDelete serves DELETE /api/resource-manager/infrastructure-keys/shared/:name.
+// The key's private half is destroyed with it.
+func (s *Server) handleSharedDelete(c echo.Context) error {
+	if err := s.cfg.InfraKeys.DeleteShared(c.Request().Context(), pathParam(c, "name"), s.meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// handleInstanceKeys serves GET /api/resource-manager/infrastructure-keys/instances/:instanceId:
+// the keys drivers generated for an instance, sorted by name.
+func (s *Server) handleInstanceKeys(c echo.Context) error {
+	include, err := includePrivate(c)
+	if err != nil {
+		return err
+	}
+	keys, err := s.cfg.InfraKeys.ListInstance(c.Request().Context(), pathParam(c, "instanceId"))
+	if err != nil {
+		return err
+	}
+	out, err := s.views(c, keys, include)
+	if err != nil {
+		return err
+	}
+	return lmWrite(c, http.StatusOK, out)
+}
+
+// handleSubstitute serves POST /api/resource-manager/infrastructure-keys/substitute:
+// key properties ({"type": "key", "value": name}) in properties and
+// privateProperties are replaced by the keys themselves, for a request to
+// a driver. Body: {properties, privateProperties?, instanceId?}.
+func (s *Server) handleSubstitute(c echo.Context) error {
+	in, err := lmDecode(c)
+	if err != nil {
+		return err
+	}
+	instanceID, _, err := lmString(in, "instanceId")
+	if err != nil {
+		return err
+	}
+	out := map[string]any{}
+	merged := map[string]any{}
+	sections := []string{"properties", "privateProperties"}
+	for _, sec := range sections {
+		raw, ok := in[sec]
+		if !ok || raw == nil {
+			continue
+		}
+		props, ok := raw.(map[string]any)
+		if !ok {
+			return domain.Errorf(domain.EINVALID, "%s must be an object", sec)
+		}
+		for k, v := range props {
+			merged[sec+"\x00"+k] = v
+		}
+	}
+	// One substitution over both sections, so every missing name is
+	// reported at once and nothing is substituted unless all are found.
+	done, err := s.cfg.InfraKeys.Substitute(c.Request().Context(), merged, instanceID, s.meta(c))
+	if err != nil {
+		return err
+	}
+	for _, sec := range sections {
+		if _, ok := in[sec]; ok {
+			out[sec] = map[string]any{}
+		}
+	}
+	for k, v := range done {
+		for _, sec := range sections {
+			if name, ok := cutSection(k, sec); ok {
+				out[sec].(map[string]any)[name] = v
+			}
+		}
+	}
+	return lmWrite(c, http.StatusOK, out)
+}
+
+func cutSection(k, sec string) (string, bool) {
+	p := sec + "\x00"
+	if len(k) >= len(p) && k[:len(p)] == p {
+		return k[len(p):], true
+	}
+	return "", false
+}
+
+// pathParam returns a path parameter, percent-decoded.
+func pathParam(c echo.Context, name string) string {
+	raw := c.Param(name)
+	if v, err := url.PathUnescape(raw); err == nil {
+		return v
+	}
+	return raw
+}

@@ -1,0 +1,256 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// docStore keeps one KV document per owner of one kind: the owner's state
+// as of a log position. It is how every read model here works:
+//
+//   - load = the document plus the owner's events after it, read from the
+//     stream leader, so a read sees every acknowledged write even when the
+//     document lags or comes from a lagging follower;
+//   - refresh = bring the document up to date with the log, replacing it
+//     only if it did not change meanwhile (compare-and-set on the KV
+//     revision), so concurrent writers, consumers and replicas never lose
+//     an update and applying an event twice changes nothing.
+type docStore[T any] struct {
+	kv      jetstream.KeyValue
+	log     *bus.EventLog
+	kind    string // owner kind
+	prefix  string // KV key prefix, e.g. "account."
+	apply   func(doc *T, e domain.Event, seq uint64) (*T, error)
+	version func(doc *T) uint64
+}
+
+func (s *docStore[T]) key(id string) string { return s.prefix + bus.Token(id) }
+
+func (s *docStore[T]) owner(id string) domain.Owner { return domain.Owner{Kind: s.kind, ID: id} }
+
+// document reads the stored document of id and its KV revision; nil when
+// there is none.
+func (s *docStore[T]) document(ctx context.Context, id string) (*T, uint64, error) {
+	e, err := s.kv.Get(ctx, s.key(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, domain.Errorf(domain.EUNAVAILABLE, "read model unavailable: %v", err)
+	}
+	doc := new(T)
+	if err := json.Unmarshal(e.Value(), doc); err != nil {
+		return nil, 0, fmt.Errorf("projections: document %s: %w", s.key(id), err)
+	}
+	return doc, e.Revision(), nil
+}
+
+// catchUp applies the owner's events after doc's version.
+func (s *docStore[T]) catchUp(ctx context.Context, id string, doc *T) (*T, error) {
+	var after uint64
+	if doc != nil {
+		after = s.version(doc)
+	}
+	tail, err := s.log.ReadOwner(ctx, s.owner(id), after)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range tail {
+		if doc, err = s.apply(doc, r.Event, r.Seq); err != nil {
+			return nil, err
+		}
+	}
+	return doc, nil
+}
+
+// load returns the owner's state as of the last event in the log; nil if
+// it has no events.
+func (s *docStore[T]) load(ctx context.Context, id string) (*T, error) {
+	doc, _, err := s.document(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.catchUp(ctx, id, doc)
+}
+
+// append appends events if the owner's version is still expected, then
+// brings its document up to date, so the writer's next read sees them.
+func (s *docStore[T]) append(ctx context.Context, id string, expected uint64, events []domain.Event) (*T, error) {
+	if _, err := s.log.Append(ctx, s.owner(id), expected, events); err != nil {
+		return nil, err
+	}
+	return s.refresh(ctx, id)
+}
+
+// refresh brings the document of id up to date with the log.
+func (s *docStore[T]) refresh(ctx context.Context, id string) (*T, error) {
+	for attempt := 0; attempt < 10; attempt++ {
+		doc, rev, err := s.document(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		var before uint64
+		if doc != nil {
+			before = s.version(doc)
+		}
+		after, err := s.catchUp(ctx, id, doc)
+		if err != nil {
+			return nil, err
+		}
+		if after == nil || s.version(after) == before {
+			return after, nil
+		}
+		if err := s.store(ctx, id, after, rev); errors.Is(err, jetstream.ErrKeyExists) {
+			continue // someone else moved it; read again
+		} else if err != nil {
+			return nil, err
+		}
+		return after, nil
+	}
+	return nil, domain.Errorf(domain.EUNAVAILABLE, "read model busy; retry")
+}
+
+// store writes a document with compare-and-set on rev (0: must not exist).
+func (s *docStore[T]) store(ctx context.Context, id string, doc *T, rev uint64) error {
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		_, err = s.kv.Create(ctx, s.key(id), data)
+	} else {
+		_, err = s.kv.Update(ctx, s.key(id), data, rev)
+	}
+	return err
+}
+
+// handle is the consumer's work for one event: bring the owner's document
+// up to date unless it already reflects the event.
+func (s *docStore[T]) handle(ctx context.Context, r bus.Recorded) error {
+	doc, _, err := s.document(ctx, r.Event.Owner.ID)
+	if err != nil {
+		return err
+	}
+	if doc != nil && s.version(doc) >= r.Seq {
+		return nil // a duplicate, or the writer got there first
+	}
+	_, err = s.refresh(ctx, r.Event.Owner.ID)
+	return err
+}
+
+// rebuild recomputes every document of this kind from the whole log, while
+// the service runs: each document is replaced by the log's state at the
+// moment of writing, never an older one, and documents of owners the log
+// does not know are removed. It returns the last sequence replayed.
+func (s *docStore[T]) rebuild(ctx context.Context) (uint64, error) {
+	docs := map[string]*T{}
+	last, err := s.log.Replay(ctx, bus.ReplayOptions{Subjects: []string{bus.KindSubjects(s.kind)}}, func(r bus.Recorded) error {
+		doc, err := s.apply(docs[r.Event.Owner.ID], r.Event, r.Seq)
+		if err != nil {
+			return err
+		}
+		docs[r.Event.Owner.ID] = doc
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("projections: rebuild %s: %w", s.kind, err)
+	}
+	for id, doc := range docs {
+		if err := s.replace(ctx, id, doc); err != nil {
+			return 0, fmt.Errorf("projections: rebuild %s %s: %w", s.kind, id, err)
+		}
+	}
+	return last, s.removeUnknown(ctx, docs)
+}
+
+// replace writes rebuilt (plus any later events) over whatever document id
+// has, even one that does not decode.
+func (s *docStore[T]) replace(ctx context.Context, id string, rebuilt *T) error {
+	data, err := json.Marshal(rebuilt)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; attempt < 10; attempt++ {
+		var rev uint64
+		e, err := s.kv.Get(ctx, s.key(id))
+		switch {
+		case err == nil:
+			rev = e.Revision()
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return err
+		}
+		clone := new(T)
+		if err := json.Unmarshal(data, clone); err != nil {
+			return err
+		}
+		doc, err := s.catchUp(ctx, id, clone)
+		if err != nil {
+			return err
+		}
+		if err := s.store(ctx, id, doc, rev); errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	return domain.Errorf(domain.EUNAVAILABLE, "read model busy; retry")
+}
+
+// removeUnknown deletes this kind's documents of owners without events.
+func (s *docStore[T]) removeUnknown(ctx context.Context, known map[string]*T) error {
+	lister, err := s.kv.ListKeysFiltered(ctx, s.prefix+"*")
+	if err != nil {
+		return fmt.Errorf("projections: list %s: %w", s.prefix, err)
+	}
+	want := map[string]bool{}
+	for id := range known {
+		want[s.key(id)] = true
+	}
+	var stale []string
+	for k := range lister.Keys() {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	for _, k := range stale {
+		if err := s.kv.Purge(ctx, k); err != nil {
+			return fmt.Errorf("projections: remove stale %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// all returns every document of this kind (in no order).
+func (s *docStore[T]) all(ctx context.Context) ([]*T, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, s.prefix+"*")
+	if err != nil {
+		return nil, domain.Errorf(domain.EUNAVAILABLE, "read model unavailable: %v", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	out := make([]*T, 0, len(keys))
+	for _, k := range keys {
+		id, err := bus.Untoken(k[len(s.prefix):])
+		if err != nil {
+			return nil, err
+		}
+		doc, err := s.load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if doc != nil {
+			out = append(out, doc)
+		}
+	}
+	return out, nil
+}

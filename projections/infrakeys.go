@@ -1,0 +1,133 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// InfraKeysName is the stable name of the infrastructure keys projection.
+// Renaming it replays the whole log into a new read model.
+const InfraKeysName = "infrakeys"
+
+const infraKeysSchema = 1
+
+// InfraKeysBucket holds one document per shared key name ("shared.<name>")
+// and one per resource instance ("instance.<id>"). Private halves appear
+// in it only sealed.
+const InfraKeysBucket = "KEYSD_INFRAKEYS"
+
+// InfraKeys is the infrastructure keys read model and the domain's
+// repository for shared keys and instances.
+type InfraKeys struct {
+	kv        jetstream.KeyValue
+	shared    *docStore[domain.SharedKey]
+	instances *docStore[domain.Instance]
+	log       *bus.EventLog
+	logger    *slog.Logger
+}
+
+var _ domain.InfraKeyRepository = (*InfraKeys)(nil)
+
+// OpenInfraKeys opens the bucket, rebuilding it from the log if it is new,
+// wiped, or of an older layout.
+func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slog.Logger) (*InfraKeys, error) {
+	kv, err := openBucket(ctx, c, InfraKeysBucket, "infrakeys read model: shared and instance infrastructure keys (private halves sealed)")
+	if err != nil {
+		return nil, err
+	}
+	p := &InfraKeys{kv: kv, log: log, logger: logger,
+		shared: &docStore[domain.SharedKey]{
+			kv: kv, log: log, kind: domain.OwnerShared, prefix: "shared.",
+			apply:   domain.ApplySharedKeyEvent,
+			version: func(s *domain.SharedKey) uint64 { return s.Version },
+		},
+		instances: &docStore[domain.Instance]{
+			kv: kv, log: log, kind: domain.OwnerInstance, prefix: "instance.",
+			apply:   domain.ApplyInstanceEvent,
+			version: func(in *domain.Instance) uint64 { return in.Version },
+		},
+	}
+	if err := ensureBuilt(ctx, kv, p, infraKeysSchema, logger); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Name implements Projection.
+func (p *InfraKeys) Name() string { return InfraKeysName }
+
+// Run keeps the read model up to date from the log until ctx ends.
+func (p *InfraKeys) Run(ctx context.Context) error {
+	filters := []string{bus.KindSubjects(domain.OwnerShared), bus.KindSubjects(domain.OwnerInstance)}
+	return runConsumer(ctx, p.log, p.logger, InfraKeysName, filters, func(ctx context.Context, r bus.Recorded) error {
+		switch r.Event.Owner.Kind {
+		case domain.OwnerShared:
+			return p.shared.handle(ctx, r)
+		case domain.OwnerInstance:
+			return p.instances.handle(ctx, r)
+		}
+		return nil
+	})
+}
+
+// Rebuild recomputes every document from the whole log.
+func (p *InfraKeys) Rebuild(ctx context.Context) error {
+	last1, err := p.shared.rebuild(ctx)
+	if err != nil {
+		return err
+	}
+	last2, err := p.instances.rebuild(ctx)
+	if err != nil {
+		return err
+	}
+	return writeMarker(ctx, p.kv, InfraKeysName, infraKeysSchema, max(last1, last2))
+}
+
+// LoadShared implements domain.InfraKeyRepository.
+func (p *InfraKeys) LoadShared(ctx context.Context, name string) (*domain.SharedKey, error) {
+	s, err := p.shared.load(ctx, name)
+	if err != nil || s != nil {
+		return s, err
+	}
+	return &domain.SharedKey{Name: name}, nil
+}
+
+// AppendShared implements domain.InfraKeyRepository.
+func (p *InfraKeys) AppendShared(ctx context.Context, name string, expected uint64, events []domain.Event) (*domain.SharedKey, error) {
+	return p.shared.append(ctx, name, expected, events)
+}
+
+// ListShared implements domain.InfraKeyRepository: every live shared key.
+func (p *InfraKeys) ListShared(ctx context.Context) ([]domain.InfraKey, error) {
+	docs, err := p.shared.all(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("projections: list shared keys: %w", err)
+	}
+	var out []domain.InfraKey
+	for _, d := range docs {
+		if d.Key != nil {
+			out = append(out, *d.Key)
+		}
+	}
+	return out, nil
+}
+
+// LoadInstance implements domain.InfraKeyRepository.
+func (p *InfraKeys) LoadInstance(ctx context.Context, id string) (*domain.Instance, error) {
+	in, err := p.instances.load(ctx, id)
+	if err != nil || in != nil {
+		return in, err
+	}
+	return &domain.Instance{ID: id, Keys: []domain.InfraKey{}}, nil
+}
+
+// AppendInstance implements domain.InfraKeyRepository.
+func (p *InfraKeys) AppendInstance(ctx context.Context, id string, expected uint64, events []domain.Event) (*domain.Instance, error) {
+	return p.instances.append(ctx, id, expected, events)
+}

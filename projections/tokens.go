@@ -1,0 +1,87 @@
+package projections
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// TokensName is the stable name of the API tokens projection.
+const TokensName = "tokens"
+
+const tokensSchema = 1
+
+// TokensBucket holds one document per API token: its roles and the hash
+// of its secret, never the secret.
+const TokensBucket = "KEYSD_TOKENS"
+
+// Tokens is the API tokens read model and the domain's token repository.
+type Tokens struct {
+	kv     jetstream.KeyValue
+	docs   *docStore[domain.Token]
+	log    *bus.EventLog
+	logger *slog.Logger
+}
+
+var _ domain.TokenRepository = (*Tokens)(nil)
+
+// OpenTokens opens the bucket, rebuilding it if needed.
+func OpenTokens(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slog.Logger) (*Tokens, error) {
+	kv, err := openBucket(ctx, c, TokensBucket, "infrakeys read model: API tokens (hashes only)")
+	if err != nil {
+		return nil, err
+	}
+	p := &Tokens{kv: kv, log: log, logger: logger, docs: &docStore[domain.Token]{
+		kv: kv, log: log, kind: domain.OwnerToken, prefix: "token.",
+		apply:   domain.ApplyTokenEvent,
+		version: func(t *domain.Token) uint64 { return t.Version },
+	}}
+	if err := ensureBuilt(ctx, kv, p, tokensSchema, logger); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Name implements Projection.
+func (p *Tokens) Name() string { return TokensName }
+
+// Run keeps the read model up to date from the log until ctx ends.
+func (p *Tokens) Run(ctx context.Context) error {
+	return runConsumer(ctx, p.log, p.logger, TokensName, []string{bus.KindSubjects(domain.OwnerToken)}, p.docs.handle)
+}
+
+// Rebuild recomputes every document from the whole log.
+func (p *Tokens) Rebuild(ctx context.Context) error {
+	last, err := p.docs.rebuild(ctx)
+	if err != nil {
+		return err
+	}
+	return writeMarker(ctx, p.kv, TokensName, tokensSchema, last)
+}
+
+// LoadToken implements domain.TokenRepository.
+func (p *Tokens) LoadToken(ctx context.Context, id string) (*domain.Token, error) {
+	return p.docs.load(ctx, id)
+}
+
+// AppendToken implements domain.TokenRepository.
+func (p *Tokens) AppendToken(ctx context.Context, id string, expected uint64, events []domain.Event) (*domain.Token, error) {
+	return p.docs.append(ctx, id, expected, events)
+}
+
+// ListTokens implements domain.TokenRepository.
+func (p *Tokens) ListTokens(ctx context.Context) ([]domain.Token, error) {
+	docs, err := p.docs.all(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Token, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, *d)
+	}
+	return out, nil
+}

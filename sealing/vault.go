@@ -1,0 +1,150 @@
+package sealing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// Store keeps wrapped data keys, one per sealed secret, apart from the
+// event log (bus.DataKeys in keysd).
+type Store interface {
+	// Create stores the data key of a new secret.
+	Create(ctx context.Context, id string, wrapped []byte) error
+	// Replace stores a re-wrapped data key if the one at rev is still
+	// there, and returns domain.ErrVersionConflict otherwise.
+	Replace(ctx context.Context, id string, wrapped []byte, rev uint64) error
+	// Get returns a data key and its revision; nil if there is none.
+	Get(ctx context.Context, id string) ([]byte, uint64, error)
+	// Destroy removes a data key for good.
+	Destroy(ctx context.Context, id string) error
+	// IDs lists the secrets that have a data key.
+	IDs(ctx context.Context) ([]string, error)
+}
+
+// Vault implements domain.Sealer: it seals private keys under fresh data
+// keys wrapped by the current master key, and keeps the wrapped data keys
+// in a Store.
+type Vault struct {
+	ring  atomic.Pointer[Keyring]
+	store Store
+}
+
+var _ domain.Sealer = (*Vault)(nil)
+
+// NewVault returns a vault sealing with ring's current master key.
+func NewVault(ring *Keyring, store Store) *Vault {
+	v := &Vault{store: store}
+	v.ring.Store(ring)
+	return v
+}
+
+// Keyring returns the master keys in use.
+func (v *Vault) Keyring() *Keyring { return v.ring.Load() }
+
+// Seal implements domain.Sealer.
+func (v *Vault) Seal(ctx context.Context, plaintext []byte) (*domain.SealedSecret, error) {
+	id := ulid.Make().String()
+	sealed, wrapped, err := Seal(v.ring.Load().Current(), id, plaintext)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(wrapped)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.store.Create(ctx, id, data); err != nil {
+		return nil, domain.Errorf(domain.EUNAVAILABLE, "data key store unavailable: %v", err)
+	}
+	return &domain.SealedSecret{SecretID: id, Alg: sealed.Alg, Nonce: sealed.Nonce, Ciphertext: sealed.Ciphertext}, nil
+}
+
+// Open implements domain.Sealer. A destroyed data key makes the secret
+// unrecoverable: that is an internal error here, because no live key
+// points at a destroyed secret.
+func (v *Vault) Open(ctx context.Context, s *domain.SealedSecret) ([]byte, error) {
+	w, _, err := v.wrapped(ctx, s.SecretID)
+	if err != nil {
+		return nil, err
+	}
+	if w == nil {
+		return nil, fmt.Errorf("sealing: the data key of %s was destroyed", s.SecretID)
+	}
+	return Open(v.ring.Load(), s.SecretID, Sealed{Alg: s.Alg, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, *w)
+}
+
+// Destroy implements domain.Sealer.
+func (v *Vault) Destroy(ctx context.Context, secretID string) error {
+	return v.store.Destroy(ctx, secretID)
+}
+
+// wrapped returns the data key of secret id and its revision; nil if it
+// was destroyed.
+func (v *Vault) wrapped(ctx context.Context, id string) (*WrappedKey, uint64, error) {
+	data, rev, err := v.store.Get(ctx, id)
+	if err != nil {
+		return nil, 0, domain.Errorf(domain.EUNAVAILABLE, "data key store unavailable: %v", err)
+	}
+	if data == nil {
+		return nil, 0, nil
+	}
+	var w WrappedKey
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, 0, fmt.Errorf("sealing: data key of %s: %w", id, err)
+	}
+	return &w, rev, nil
+}
+
+// RewrapResult counts what Rewrap did.
+type RewrapResult struct {
+	MasterKeyID string `json:"masterKeyId"`
+	Rewrapped   int    `json:"rewrapped"`
+	Current     int    `json:"alreadyCurrent"`
+}
+
+// Rewrap re-wraps every data key that is not under the current master key
+// with it. Sealed private keys and the event log are not touched, and the
+// vault keeps sealing and opening meanwhile: the keyring still holds the
+// older master keys. Once it returns, the older master keys can be retired.
+func (v *Vault) Rewrap(ctx context.Context) (RewrapResult, error) {
+	ring := v.ring.Load()
+	res := RewrapResult{MasterKeyID: ring.Current().ID()}
+	ids, err := v.store.IDs(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, id := range ids {
+		w, rev, err := v.wrapped(ctx, id)
+		if err != nil {
+			return res, err
+		}
+		if w == nil {
+			continue // destroyed meanwhile
+		}
+		if w.MasterKeyID == ring.Current().ID() {
+			res.Current++
+			continue
+		}
+		nw, err := Rewrap(ring, id, *w, ring.Current())
+		if err != nil {
+			return res, fmt.Errorf("sealing: rewrap %s: %w", id, err)
+		}
+		data, err := json.Marshal(nw)
+		if err != nil {
+			return res, err
+		}
+		if err := v.store.Replace(ctx, id, data, rev); errors.Is(err, domain.ErrVersionConflict) {
+			continue // destroyed meanwhile: it stays destroyed
+		} else if err != nil {
+			return res, err
+		}
+		res.Rewrapped++
+	}
+	return res, nil
+}
