@@ -224,6 +224,49 @@ func TestFirstRun(t *testing.T) {
 			t.Errorf("list after rebuild: %v %s", err, out)
 		}
 	})
+	t.Run("Tokens", func(t *testing.T) {
+		out, err := keysctl(t, ctl, "token", "create", "ci-reader", "--roles", "keys:read")
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		var token, id string
+		for _, f := range strings.Fields(out) {
+			if strings.HasPrefix(f, "ikt_") {
+				token = f
+			}
+		}
+		id = strings.Fields(out)[1]
+		req, _ := http.NewRequest("GET", d.url+"/api/resource-manager/infrastructure-keys/shared", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("token from keysctl: %v %v", err, resp)
+		}
+		if out, err := keysctl(t, ctl, "token", "list"); err != nil || !strings.Contains(out, id) || strings.Contains(out, token) {
+			t.Errorf("list: %v %s", err, out)
+		}
+		if out, err := keysctl(t, ctl, "token", "revoke", id); err != nil {
+			t.Fatalf("revoke: %v %s", err, out)
+		}
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+			t.Errorf("revoked token: %v %v", err, resp)
+		}
+	})
+	t.Run("MasterKey", func(t *testing.T) {
+		path := filepath.Join(dir, "new-master.key")
+		if out, err := keysctl(t, nil, "master-key", "generate", path); err != nil {
+			t.Fatalf("generate: %v %s", err, out)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("key file: %v %v", err, fi)
+		}
+		if _, err := keysctl(t, nil, "master-key", "generate", path); err == nil {
+			t.Error("generate over an existing key file succeeded")
+		}
+		out, err := keysctl(t, ctl, "master-key", "rewrap")
+		if err != nil || !strings.Contains(out, "rewrapped") {
+			t.Errorf("rewrap: %v %s", err, out)
+		}
+	})
 	t.Run("ErrUnsignedAccount", func(t *testing.T) {
 		bad := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "bob", "KEYSD_KEY_FILE": adminPriv}
 		if _, err := keysctl(t, bad, "key", "list", "bob"); err == nil || !strings.Contains(err.Error(), "InvalidCredentials") {

@@ -34,6 +34,11 @@ Usage:
   keysctl [connection flags] key add LOGIN FILE.pub [--name NAME]
   keysctl [connection flags] key list LOGIN
   keysctl [connection flags] projections rebuild [NAME]
+  keysctl [connection flags] token create NAME --roles keys:read,keys:manage,keys:private
+  keysctl [connection flags] token list
+  keysctl [connection flags] token revoke ID
+  keysctl [connection flags] master-key rewrap
+  keysctl master-key generate FILE
 
 Connection flags (and environment):
   --url URL          keysd's address (KEYSD_URL, default http://127.0.0.1:8080)
@@ -51,6 +56,10 @@ var commands = map[string]command{
 	"key add":             cmdKeyAdd,
 	"key list":            cmdKeyList,
 	"projections rebuild": cmdProjectionsRebuild,
+	"token create":        cmdTokenCreate,
+	"token list":          cmdTokenList,
+	"token revoke":        cmdTokenRevoke,
+	"master-key rewrap":   cmdMasterKeyRewrap,
 }
 
 // run parses the connection flags, then dispatches to a subcommand.
@@ -66,6 +75,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	rest := fs.Args()
+	if len(rest) >= 2 && rest[0] == "master-key" && rest[1] == "generate" {
+		return masterKeyGenerate(rest[2:], stdout)
+	}
 	if len(rest) < 2 {
 		fs.Usage()
 		return errors.New("missing command")
