@@ -236,12 +236,13 @@ func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpos
 }
 
 // Substitute replaces every key property ({"type": "key", "value": name})
-// in props with the key itself, as the resource manager does before a
-// request goes to a driver (FACTS.md §2). Other properties pass through.
-// Names resolve to the instance's keys first (when instanceID is set),
-// then to the shared pool. Every name must resolve to a key with a private
-// half, or nothing is substituted and the error names every problem.
-func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]any, instanceID string, m Meta) (map[string]any, error) {
+// in each section of props ("properties", "privateProperties", ...) with
+// the key itself, as the resource manager does before a request goes to a
+// driver (FACTS.md §2). Other properties pass through. Names resolve to
+// the instance's keys first (when instanceID is set), then to the shared
+// pool. Every name must resolve to a key with a private half, or nothing is
+// substituted and the error names every problem.
+func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[string]any, instanceID string, m Meta) (map[string]map[string]any, error) {
 	var inst *Instance
 	if instanceID != "" {
 		var err error
@@ -250,30 +251,34 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]any, 
 		}
 	}
 	found := map[string]*InfraKey{}
+	seen := map[string]bool{}
 	var missing, public []string
-	for _, v := range props {
-		name, ok := keyProperty(v)
-		if !ok || found[name] != nil {
-			continue
-		}
-		var k *InfraKey
-		if inst != nil {
-			k = inst.FindKey(name)
-		}
-		if k == nil {
-			st, err := s.Repo.LoadShared(ctx, name)
-			if err != nil {
-				return nil, err
+	for _, section := range props {
+		for _, v := range section {
+			name, ok := keyProperty(v)
+			if !ok || seen[name] {
+				continue
 			}
-			k = st.Key
-		}
-		switch {
-		case k == nil:
-			missing = append(missing, name)
-		case k.PrivateKey == nil:
-			public = append(public, name)
-		default:
-			found[name] = k
+			seen[name] = true
+			var k *InfraKey
+			if inst != nil {
+				k = inst.FindKey(name)
+			}
+			if k == nil {
+				st, err := s.Repo.LoadShared(ctx, name)
+				if err != nil {
+					return nil, err
+				}
+				k = st.Key
+			}
+			switch {
+			case k == nil:
+				missing = append(missing, name)
+			case k.PrivateKey == nil:
+				public = append(public, name)
+			default:
+				found[name] = k
+			}
 		}
 	}
 	if len(missing) > 0 || len(public) > 0 {
@@ -300,20 +305,24 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]any, 
 		}
 		private[name] = pem
 	}
-	out := make(map[string]any, len(props))
-	for p, v := range props {
-		name, ok := keyProperty(v)
-		if !ok {
-			out[p] = v
-			continue
+	out := make(map[string]map[string]any, len(props))
+	for sec, section := range props {
+		o := make(map[string]any, len(section))
+		for p, v := range section {
+			name, ok := keyProperty(v)
+			if !ok {
+				o[p] = v
+				continue
+			}
+			o[p] = map[string]any{
+				"type":       "key",
+				"keyName":    name,
+				"privateKey": string(private[name]),
+				"publicKey":  found[name].PublicKey,
+				"value":      name,
+			}
 		}
-		out[p] = map[string]any{
-			"type":       "key",
-			"keyName":    name,
-			"privateKey": string(private[name]),
-			"publicKey":  found[name].PublicKey,
-			"value":      name,
-		}
+		out[sec] = o
 	}
 	return out, nil
 }

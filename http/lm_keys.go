@@ -217,10 +217,8 @@ func (s *Server) handleSubstitute(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := map[string]any{}
-	merged := map[string]any{}
-	sections := []string{"properties", "privateProperties"}
-	for _, sec := range sections {
+	sections := map[string]map[string]any{}
+	for _, sec := range []string{"properties", "privateProperties"} {
 		raw, ok := in[sec]
 		if !ok || raw == nil {
 			continue
@@ -229,37 +227,13 @@ func (s *Server) handleSubstitute(c echo.Context) error {
 		if !ok {
 			return domain.Errorf(domain.EINVALID, "%s must be an object", sec)
 		}
-		for k, v := range props {
-			merged[sec+"\x00"+k] = v
-		}
+		sections[sec] = props
 	}
-	// One substitution over both sections, so every missing name is
-	// reported at once and nothing is substituted unless all are found.
-	done, err := s.cfg.InfraKeys.Substitute(c.Request().Context(), merged, instanceID, s.meta(c))
+	out, err := s.cfg.InfraKeys.Substitute(c.Request().Context(), sections, instanceID, s.meta(c))
 	if err != nil {
 		return err
 	}
-	for _, sec := range sections {
-		if _, ok := in[sec]; ok {
-			out[sec] = map[string]any{}
-		}
-	}
-	for k, v := range done {
-		for _, sec := range sections {
-			if name, ok := cutSection(k, sec); ok {
-				out[sec].(map[string]any)[name] = v
-			}
-		}
-	}
 	return lmWrite(c, http.StatusOK, out)
-}
-
-func cutSection(k, sec string) (string, bool) {
-	p := sec + "\x00"
-	if len(k) >= len(p) && k[:len(p)] == p {
-		return k[len(p):], true
-	}
-	return "", false
 }
 
 // pathParam returns a path parameter, percent-decoded.

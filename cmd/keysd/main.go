@@ -105,6 +105,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		})
 	}
+	workers.Go(func() {
+		if err := bus.ServeSubstitute(workCtx, conn, tokenSvc, infraSvc, logger.With("component", "rpc")); err != nil {
+			logger.Error("substitution responder stopped", "err", err)
+		}
+	})
 	defer func() {
 		stopWork()
 		workers.Wait()
