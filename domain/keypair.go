@@ -64,6 +64,9 @@ func ParseKeyPair(publicKey, privateKey string) (*KeyPair, error) {
 	if hasPublic {
 		var err error
 		if pub, err = ParsePublicKey(publicKey); err != nil {
+			if block, _ := pem.Decode([]byte(strings.TrimSpace(publicKey))); block != nil && strings.HasSuffix(block.Type, "PRIVATE KEY") {
+				return nil, Errorf(EINVALID, "publicKey is invalid: this is a private key; send it as privateKey")
+			}
 			return nil, Errorf(EINVALID, "publicKey is invalid: %s", strings.TrimPrefix(ErrorMessage(err), "key is invalid: "))
 		}
 	}
@@ -114,7 +117,9 @@ func invalidPrivateKey(format string, args ...any) *Error {
 
 // errPassphrase refuses encrypted private halves: we could not check them,
 // and drivers could not use them without a passphrase we do not have.
-var errPassphrase = Errorf(EINVALID, "privateKey is protected by a passphrase; provide it unencrypted (it is sealed at rest)")
+func errPassphrase() *Error {
+	return Errorf(EINVALID, "privateKey is protected by a passphrase; provide it unencrypted (it is sealed at rest)")
+}
 
 // parsePrivateKey validates text as one private key and returns its public
 // half. The parser's own errors are never passed on, because some quote
@@ -135,7 +140,7 @@ func parsePrivateKey(text string) (ssh.PublicKey, error) {
 		// break them, and a second key would be silently ignored here.
 		return nil, invalidPrivateKey("it must hold exactly one PEM private key and nothing else")
 	case block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED"):
-		return nil, errPassphrase
+		return nil, errPassphrase()
 	case block.Type == "DSA PRIVATE KEY":
 		return nil, invalidPrivateKey("DSA keys are insecure and not accepted; %s", privateAcceptedList)
 	case strings.HasSuffix(block.Type, "PUBLIC KEY"):
@@ -156,7 +161,7 @@ func parsePrivateKey(text string) (ssh.PublicKey, error) {
 
 	raw, err := ssh.ParseRawPrivateKey(data)
 	if _, ok := errors.AsType[*ssh.PassphraseMissingError](err); ok {
-		return nil, errPassphrase
+		return nil, errPassphrase()
 	} else if err != nil {
 		return nil, invalidPrivateKey("the %s private key is malformed or holds an unsupported kind of key", format)
 	}
@@ -236,7 +241,7 @@ func parseOpenSSHEnvelope(der []byte) (*openSSHEnvelope, error) {
 	case typ == ssh.InsecureKeyAlgoDSA:
 		return nil, invalidPrivateKey("DSA keys are insecure and not accepted; %s", privateAcceptedList)
 	case e.CipherName != "none":
-		return nil, errPassphrase
+		return nil, errPassphrase()
 	}
 	return &e, nil
 }
