@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -27,6 +29,12 @@ type Config struct {
 	Replicas int
 	// Name identifies this connection in NATS monitoring.
 	Name string
+	// Listen is the address where the embedded server accepts drivers,
+	// the resource manager and audit consumers ("host:port"); empty
+	// accepts no network connection at all.
+	Listen string
+	// Access authenticates those connections; required with Listen.
+	Access *Access
 	// Logger receives the embedded server's log lines.
 	Logger *slog.Logger
 }
@@ -53,12 +61,15 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 	url := cfg.URL
 	if url == "" {
-		ns, err := StartEmbedded(cfg.StoreDir, cfg.Logger)
+		ns, err := startEmbedded(cfg)
 		if err != nil {
 			return nil, err
 		}
 		c.server = ns
 		opts = append(opts, nats.InProcessServer(ns))
+		if cfg.Access != nil {
+			opts = append(opts, cfg.Access.serviceOption())
+		}
 	} else if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
@@ -111,17 +122,39 @@ func (c *Conn) shutdownServer() {
 // acknowledged (SyncAlways): NATS's default syncs every two minutes, and an
 // OS crash in between loses acknowledged writes (FACTS.md §3).
 func StartEmbedded(dir string, logger *slog.Logger) (*server.Server, error) {
+	return startEmbedded(Config{StoreDir: dir, Logger: logger})
+}
+
+// startEmbedded starts the embedded server of cfg: with cfg.Listen, it
+// also accepts authenticated network connections there.
+func startEmbedded(cfg Config) (*server.Server, error) {
+	dir, logger := cfg.StoreDir, cfg.Logger
 	if dir == "" {
 		return nil, errors.New("bus: embedded server needs a store directory")
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: "keysd-embedded",
 		JetStream:  true,
 		StoreDir:   dir,
 		SyncAlways: true,
 		DontListen: true,
 		NoSigs:     true,
-	})
+	}
+	if cfg.Listen != "" {
+		if cfg.Access == nil {
+			return nil, errors.New("bus: an embedded server that listens needs credentials")
+		}
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bus: listen address %q: %w", cfg.Listen, err)
+		}
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("bus: listen address %q: bad port", cfg.Listen)
+		}
+		opts.Host, opts.DontListen = host, false
+		opts.Nkeys = cfg.Access.users
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded server: %w", err)
 	}

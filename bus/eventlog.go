@@ -81,6 +81,25 @@ func OpenEventLog(ctx context.Context, c *Conn) (*EventLog, error) {
 	return &EventLog{js: c.JS, nc: c.NC, stream: s}, nil
 }
 
+// AttachEventLog opens the existing event stream without creating or
+// changing it: for readers such as audit consumers, whose permissions
+// allow no more.
+func AttachEventLog(ctx context.Context, nc *nats.Conn, opts ...jetstream.JetStreamOpt) (*EventLog, error) {
+	js, err := jetstream.New(nc, opts...)
+	if err != nil {
+		return nil, err
+	}
+	var s jetstream.Stream
+	err = retry(ctx, func(ctx context.Context) (err error) {
+		s, err = js.Stream(ctx, StreamName)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: open stream %s: %w", StreamName, err)
+	}
+	return &EventLog{js: js, nc: nc, stream: s}, nil
+}
+
 // Stream returns the underlying JetStream stream.
 func (l *EventLog) Stream() jetstream.Stream { return l.stream }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -14,6 +15,11 @@ type ReplayOptions struct {
 	Subjects []string
 	// StartSeq is the first sequence to deliver; 0 means from the start.
 	StartSeq uint64
+	// StartTime, when set (and StartSeq is not), delivers from the first
+	// event stored at or after it.
+	StartTime time.Time
+	// Pending, when set, learns after each event how many are left.
+	Pending func(left uint64)
 	// Follow keeps delivering new events after catching up, until ctx ends.
 	Follow bool
 }
@@ -24,9 +30,14 @@ type ReplayOptions struct {
 // of the last event delivered.
 func (l *EventLog) Replay(ctx context.Context, opts ReplayOptions, f func(Recorded) error) (uint64, error) {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: opts.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if opts.StartSeq > 1 {
+	switch {
+	case opts.StartSeq > 1:
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = opts.StartSeq
+	case !opts.StartTime.IsZero():
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		t := opts.StartTime
+		cfg.OptStartTime = &t
 	}
 	var cons jetstream.Consumer
 	err := retry(ctx, func(ctx context.Context) (err error) {
@@ -76,6 +87,9 @@ func (l *EventLog) Replay(ctx context.Context, opts ReplayOptions, f func(Record
 			return last, err
 		}
 		last = r.Seq
+		if opts.Pending != nil {
+			opts.Pending(md.NumPending)
+		}
 		if !opts.Follow && md.NumPending == 0 {
 			return last, nil
 		}

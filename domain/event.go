@@ -140,4 +140,7 @@ type KeyDeleted struct {
 	ID          string `json:"id,omitempty"`
 	Name        string `json:"name"`
 	Fingerprint string `json:"fingerprint"`
+	// SecretID names the data key of the private half, destroyed with the
+	// key (added without a version change: old readers ignore it).
+	SecretID string `json:"secretId,omitempty"`
 }

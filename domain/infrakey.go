@@ -56,9 +56,12 @@ type InfraKey struct {
 // SharedKey is the history of one name in the shared pool: the key, or nil
 // when there is none (never created, or deleted).
 type SharedKey struct {
-	Name    string    `json:"name"`
-	Key     *InfraKey `json:"key,omitempty"`
-	Version uint64    `json:"version"`
+	Name string    `json:"name"`
+	Key  *InfraKey `json:"key,omitempty"`
+	// Intake is the outcome of every driver message that created this
+	// name's key, by intake id.
+	Intake  map[string]IntakeRecord `json:"intake,omitempty"`
+	Version uint64                  `json:"version"`
 }
 
 // SharedOwner is the owner of a shared key's events.
@@ -145,7 +148,7 @@ func (s *SharedKey) Delete(m Meta) (Event, error) {
 	if s.Key == nil {
 		return Event{}, Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
 	}
-	return NewEvent(SharedOwner(s.Name), TypeKeyDeleted, 1, KeyDeleted{ID: s.Key.ID, Name: s.Name, Fingerprint: s.Key.Fingerprint}, m), nil
+	return NewEvent(SharedOwner(s.Name), TypeKeyDeleted, 1, keyDeleted(s.Key), m), nil
 }
 
 // PrivateKeyRead records that private material was released. Schema
@@ -187,6 +190,12 @@ func ApplySharedKeyEvent(s *SharedKey, e Event, seq uint64) (*SharedKey, error) 
 			k.Created = s.Key.Created
 		}
 		s.Key = k
+		if id, r, ok := intakeRecordOf(e, p.ID); ok {
+			if s.Intake == nil {
+				s.Intake = map[string]IntakeRecord{}
+			}
+			s.Intake[id] = r
+		}
 	case TypeKeyDeleted:
 		s.Key = nil
 	}

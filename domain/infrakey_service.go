@@ -212,6 +212,79 @@ func (s *InfraKeyService) ListInstance(ctx context.Context, id string) ([]InfraK
 	return keys, nil
 }
 
+// RemoveInstance records that the resource manager removed an instance;
+// the cascade then deletes its keys. Removing it again changes nothing.
+func (s *InfraKeyService) RemoveInstance(ctx context.Context, id string, m Meta) (*Instance, error) {
+	if err := ValidateInstanceID(id); err != nil {
+		return nil, err
+	}
+	return s.runInstance(ctx, id, func(in *Instance) ([]Event, error) { return in.Remove(m), nil })
+}
+
+// cascadeBatch bounds the KeyDeleted events of one append: one atomic
+// batch, one fsync.
+const cascadeBatch = 100
+
+// Cascade deletes every key of a removed instance: one KeyDeleted each,
+// caused by the InstanceRemoved. Each key's data key is destroyed before
+// its KeyDeleted is appended, so a crash in between leaves a key whose
+// private half is already gone, which the next run deletes; never a
+// deleted key whose private half survives. It returns how many keys it
+// deleted; running it again after a crash finishes the work and deletes
+// nothing twice.
+func (s *InfraKeyService) Cascade(ctx context.Context, id string, m Meta) (int, error) {
+	deleted := 0
+	for {
+		var n int
+		in, err := s.runInstance(ctx, id, func(in *Instance) ([]Event, error) {
+			evs := in.Cascade(cascadeBatch, m)
+			n = len(evs)
+			if err := s.destroyAll(ctx, in, evs); err != nil {
+				return nil, err
+			}
+			return evs, nil
+		})
+		if err != nil {
+			return deleted, err
+		}
+		deleted += n
+		if n == 0 || len(in.Keys) == 0 {
+			return deleted, nil
+		}
+	}
+}
+
+// destroyAll destroys the data keys of the keys evs delete, concurrently.
+func (s *InfraKeyService) destroyAll(ctx context.Context, in *Instance, evs []Event) error {
+	var ids []string
+	for _, e := range evs {
+		var p KeyDeleted
+		if err := e.Decode(&p); err != nil {
+			return err
+		}
+		if p.SecretID != "" {
+			ids = append(ids, p.SecretID)
+		}
+	}
+	const workers = 16
+	errs := make(chan error, len(ids))
+	sem := make(chan struct{}, workers)
+	for _, id := range ids {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errs <- s.Sealer.Destroy(ctx, id)
+		}()
+	}
+	var first error
+	for range ids {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // RevealPrivate returns k's private half, after recording who asked for it
 // and why: no audit event, no release.
 func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpose string, m Meta) ([]byte, error) {

@@ -10,7 +10,10 @@ type Instance struct {
 	Removed   bool       `json:"removed,omitempty"`
 	RemovedBy string     `json:"removedBy,omitempty"` // the InstanceRemoved event id
 	Keys      []InfraKey `json:"keys"`
-	Version   uint64     `json:"version"`
+	// Intake is the outcome of every intake message recorded on this
+	// instance, by intake id: processing a message twice finds it here.
+	Intake  map[string]IntakeRecord `json:"intake,omitempty"`
+	Version uint64                  `json:"version"`
 }
 
 // InstanceRemoved records that the resource manager removed an instance;
@@ -73,7 +76,33 @@ func (in *Instance) DeleteKey(name string, m Meta) (Event, error) {
 	if k == nil {
 		return Event{}, Errorf(ENOTFOUND, "instance %s has no key %s", in.ID, name)
 	}
-	return NewEvent(InstanceOwner(in.ID), TypeKeyDeleted, 1, KeyDeleted{ID: k.ID, Name: k.Name, Fingerprint: k.Fingerprint}, m), nil
+	return NewEvent(InstanceOwner(in.ID), TypeKeyDeleted, 1, keyDeleted(k), m), nil
+}
+
+// Cascade decides the deletion of up to max of a removed instance's keys,
+// each a KeyDeleted caused by the InstanceRemoved. It decides nothing for
+// an instance that is not removed or has no keys left.
+func (in *Instance) Cascade(max int, m Meta) []Event {
+	if !in.Removed {
+		return nil
+	}
+	m.CausationID = in.RemovedBy
+	var evs []Event
+	for i := range in.Keys {
+		if len(evs) == max {
+			break
+		}
+		evs = append(evs, NewEvent(InstanceOwner(in.ID), TypeKeyDeleted, 1, keyDeleted(&in.Keys[i]), m))
+	}
+	return evs
+}
+
+func keyDeleted(k *InfraKey) KeyDeleted {
+	p := KeyDeleted{ID: k.ID, Name: k.Name, Fingerprint: k.Fingerprint}
+	if k.PrivateKey != nil {
+		p.SecretID = k.PrivateKey.SecretID
+	}
+	return p
 }
 
 // ApplyInstanceEvent returns the instance after e, stored at seq. Events
@@ -85,6 +114,7 @@ func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
 	if seq <= in.Version {
 		return in, nil
 	}
+	keyID := ""
 	switch e.Type {
 	case TypeKeyCreated:
 		var p KeyCreated
@@ -92,6 +122,7 @@ func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
 			return nil, err
 		}
 		in.Keys = append(in.Keys, *infraKeyFrom(p, ScopeInstance, in.ID, e.Time))
+		keyID = p.ID
 	case TypeKeyDeleted:
 		var p KeyDeleted
 		if err := e.Decode(&p); err != nil {
@@ -106,6 +137,12 @@ func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
 		in.Keys = keys
 	case TypeInstanceRemoved:
 		in.Removed, in.RemovedBy = true, e.ID
+	}
+	if id, r, ok := intakeRecordOf(e, keyID); ok {
+		if in.Intake == nil {
+			in.Intake = map[string]IntakeRecord{}
+		}
+		in.Intake[id] = r
 	}
 	in.Version = seq
 	return in, nil

@@ -204,6 +204,19 @@ func (s *Server) handleInstanceKeys(c echo.Context) error {
 	return lmWrite(c, http.StatusOK, out)
 }
 
+// handleInstanceRemove serves DELETE /api/resource-manager/infrastructure-keys/instances/:instanceId:
+// the resource manager announces a removed instance, for systems not on
+// the bus. The InstanceRemoved is recorded before the answer; the cascade
+// deletes the instance's keys right after, hence 202. Announcing it again
+// answers the same and records nothing.
+func (s *Server) handleInstanceRemove(c echo.Context) error {
+	in, err := s.cfg.InfraKeys.RemoveInstance(c.Request().Context(), pathParam(c, "instanceId"), s.meta(c))
+	if err != nil {
+		return err
+	}
+	return lmWrite(c, http.StatusAccepted, map[string]any{"instanceId": in.ID, "removed": true, "eventId": in.RemovedBy})
+}
+
 // handleSubstitute serves POST /api/resource-manager/infrastructure-keys/substitute:
 // key properties ({"type": "key", "value": name}) in properties and
 // privateProperties are replaced by the keys themselves, for a request to

@@ -34,6 +34,7 @@ func (s *Server) routes() {
 	lm.PUT("/shared/:name", s.handleSharedUpdate, manage)
 	lm.DELETE("/shared/:name", s.handleSharedDelete, manage)
 	lm.GET("/instances/:instanceId", s.handleInstanceKeys, read)
+	lm.DELETE("/instances/:instanceId", s.handleInstanceRemove, manage)
 	lm.POST("/substitute", s.handleSubstitute, private)
 	lm.GET("/:name", s.handleSharedGet, read)
 

@@ -39,6 +39,8 @@ Usage:
   keysctl [connection flags] token revoke ID
   keysctl [connection flags] master-key rewrap
   keysctl master-key generate FILE
+  keysctl events [--from-seq N | --since T] [--type T] [--owner K/ID] [--key K] [--follow]
+  keysctl events stats      (over NATS as the audit role: see keysctl events --help)
 
 Connection flags (and environment):
   --url URL          keysd's address (KEYSD_URL, default http://127.0.0.1:8080)
@@ -75,6 +77,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	rest := fs.Args()
+	if len(rest) >= 1 && rest[0] == "events" {
+		return eventsCmd(ctx, rest[1:], getenv, stdout, stderr)
+	}
 	if len(rest) >= 2 && rest[0] == "master-key" && rest[1] == "generate" {
 		return masterKeyGenerate(rest[2:], stdout)
 	}

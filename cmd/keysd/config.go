@@ -18,6 +18,7 @@ type Config struct {
 	HTTPAddr              string
 	NATSURL               string
 	NATSCreds             string
+	NATSListen            string
 	Replicas              int
 	BootstrapAccount      string
 	BootstrapKey          string
@@ -52,6 +53,13 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSURL == "" && c.Replicas != 1 {
 		errs = append(errs, errors.New("replicas above 1 need a NATS cluster (KEYSD_NATS_URL)"))
+	}
+	if c.NATSListen != "" {
+		if c.NATSURL != "" {
+			errs = append(errs, errors.New("--nats-listen (KEYSD_NATS_LISTEN) is for the embedded server; with KEYSD_NATS_URL configure the cluster's listeners and users (deploy/nats)"))
+		} else if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			errs = append(errs, fmt.Errorf("nats listen (--nats-listen, KEYSD_NATS_LISTEN) %q: %v", c.NATSListen, err))
+		}
 	}
 	if (c.BootstrapAccount == "") != (c.BootstrapKey == "") {
 		errs = append(errs, errors.New("KEYSD_BOOTSTRAP_ACCOUNT and KEYSD_BOOTSTRAP_KEY must be set together"))
@@ -90,6 +98,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	env("KEYSD_HTTP_ADDR", str(&c.HTTPAddr))
 	env("KEYSD_NATS_URL", str(&c.NATSURL))
 	env("KEYSD_NATS_CREDS", str(&c.NATSCreds))
+	env("KEYSD_NATS_LISTEN", str(&c.NATSListen))
 	env("KEYSD_BOOTSTRAP_ACCOUNT", str(&c.BootstrapAccount))
 	env("KEYSD_BOOTSTRAP_KEY", str(&c.BootstrapKey))
 	env("KEYSD_LOG_LEVEL", str(&c.LogLevel))
@@ -110,6 +119,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (KEYSD_HTTP_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS deployment; empty embeds a server (KEYSD_NATS_URL)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials file for the external NATS deployment (KEYSD_NATS_CREDS)")
+	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "host:port where the embedded NATS server accepts drivers, the resource manager and audit consumers, with NKeys written under <data-dir>/nats; empty: none (KEYSD_NATS_LISTEN)")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of the stream and buckets; 3 on a cluster (KEYSD_REPLICAS)")
 	fs.StringVar(&c.BootstrapAccount, "bootstrap-account", c.BootstrapAccount, "operator account to ensure at start-up (KEYSD_BOOTSTRAP_ACCOUNT)")
 	fs.StringVar(&c.BootstrapKey, "bootstrap-key", c.BootstrapKey, "OpenSSH public key file of the bootstrap account (KEYSD_BOOTSTRAP_KEY)")

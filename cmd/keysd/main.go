@@ -50,6 +50,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("data dir: %w", err)
 		}
 		busCfg.StoreDir = filepath.Join(cfg.DataDir, "jetstream")
+		if cfg.NATSListen != "" {
+			access, created, err := bus.LoadAccess(filepath.Join(cfg.DataDir, "nats"))
+			if err != nil {
+				return err
+			}
+			for _, f := range created {
+				fmt.Fprintf(stdout, "keysd: wrote NATS credentials %s (mode 0600)\n", f)
+			}
+			busCfg.Listen, busCfg.Access = cfg.NATSListen, access
+		}
 	}
 	conn, err := bus.Connect(ctx, busCfg)
 	if err != nil {
@@ -93,6 +103,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("bootstrap operator account present", "login", cfg.BootstrapAccount)
 	}
 
+	intake, err := bus.OpenIntake(ctx, conn)
+	if err != nil {
+		return err
+	}
+	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOrphan: eventLog.AppendOnce}
+
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup
 	for _, p := range []interface {
@@ -105,6 +121,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		})
 	}
+	workers.Go(func() {
+		if err := bus.ServeIntake(workCtx, conn, intake, intakeSvc, nil, logger.With("component", "intake")); err != nil {
+			logger.Error("intake stopped", "err", err)
+		}
+	})
+	workers.Go(func() {
+		if err := bus.ServeOutcomes(workCtx, conn, intake, intakeSvc, logger.With("component", "intake")); err != nil {
+			logger.Error("intake outcome responder stopped", "err", err)
+		}
+	})
+	workers.Go(func() {
+		if err := bus.ServeCascade(workCtx, eventLog, infraSvc, nil, logger.With("component", "cascade")); err != nil {
+			logger.Error("cascade stopped", "err", err)
+		}
+	})
 	workers.Go(func() {
 		if err := bus.ServeSubstitute(workCtx, conn, tokenSvc, infraSvc, logger.With("component", "rpc")); err != nil {
 			logger.Error("substitution responder stopped", "err", err)
@@ -142,6 +173,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	nats := "embedded (" + busCfg.StoreDir + ")"
 	if cfg.NATSURL != "" {
 		nats = cfg.NATSURL
+	}
+	if busCfg.Listen != "" {
+		nats += "; drivers, manager, audit on nats://" + busCfg.Listen + " with NKeys in " + busCfg.Access.Dir
 	}
 	logger.Info("keysd listening", "addr", l.Addr().String(), "nats", nats)
 	fmt.Fprintf(stdout, "keysd listening on http://%s\n", l.Addr())

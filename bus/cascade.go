@@ -1,0 +1,88 @@
+package bus
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// CascadeConsumer is the durable consumer that deletes the keys of removed
+// instances.
+const CascadeConsumer = "cascade"
+
+// CascadeObserver learns what the cascade does (metrics).
+type CascadeObserver interface {
+	Cascaded(instanceID string, deleted int, took time.Duration)
+}
+
+// ServeCascade deletes every key of each removed instance, one KeyDeleted
+// each, caused by the InstanceRemoved, until ctx ends. It reads the
+// instance events of the log with a durable consumer that replicas share:
+// an InstanceRemoved is acknowledged only when its instance has no key
+// left, so a crash mid-cascade redelivers it and the cascade resumes where
+// it stopped (the keys already deleted are no longer in the instance).
+func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService, obs CascadeObserver, logger *slog.Logger) error {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       CascadeConsumer,
+		Description:   "deletes the keys of removed instances",
+		FilterSubject: KindSubjects(domain.OwnerInstance),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 256,
+	}
+	return work(ctx, l.Stream(), cfg, logger, func(ctx context.Context, m jetstream.Msg) {
+		if m.Headers().Get(HeaderEventType) != domain.TypeInstanceRemoved {
+			_ = m.Ack()
+			return
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			_ = m.Term()
+			return
+		}
+		r, err := Decode(m.Subject(), md.Sequence.Stream, m.Data())
+		if err != nil {
+			logger.Error("cascade: undecodable event; skipped", "seq", md.Sequence.Stream, "err", err)
+			_ = m.Term()
+			return
+		}
+		stop := keepAlive(m, 5*time.Second)
+		defer stop()
+		start := time.Now()
+		meta := domain.Meta{Actor: "keysd-cascade", CorrelationID: r.Event.CorrelationID}
+		n, err := keys.Cascade(ctx, r.Event.Owner.ID, meta)
+		if err != nil {
+			logger.Warn("cascade failed; will retry", "instanceId", r.Event.Owner.ID, "deleted", n, "err", err)
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		if obs != nil {
+			obs.Cascaded(r.Event.Owner.ID, n, time.Since(start))
+		}
+		if n > 0 {
+			logger.Info("cascade: instance keys deleted", "instanceId", r.Event.Owner.ID, "deleted", n, "cause", r.Event.ID, "took", time.Since(start).String())
+		}
+		_ = m.DoubleAck(ctx)
+	})
+}
+
+// CascadeBacklog returns how many instance events the cascade has not
+// handled yet.
+func CascadeBacklog(ctx context.Context, l *EventLog) (uint64, error) {
+	cctx, cancel := withTimeout(ctx)
+	defer cancel()
+	c, err := l.Stream().Consumer(cctx, CascadeConsumer)
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(cctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+const eventsUsage = `keysctl events: replay the event log as JSON lines, straight from NATS
+
+Usage:
+  keysctl events [flags]         replay (and with --follow, tail) the log
+  keysctl events stats [flags]   how large the log is
+
+Flags (and environment):
+  --nats-url URL     NATS to read from (KEYSD_NATS_URL, default nats://127.0.0.1:4222)
+  --nkey FILE        NKey seed of the audit role, e.g. <data-dir>/nats/audit.nk (KEYSD_NATS_NKEY)
+  --creds FILE       or a credentials file, on an external cluster (KEYSD_NATS_CREDS)
+  --from-seq N       start at stream sequence N
+  --since TIME       start at the first event at or after TIME (RFC 3339, or a duration ago: 1h)
+  --type T[,T...]    only these event types
+  --owner KIND/ID    only this owner's events (account/alice, shared/web, instance/i-1)
+  --key K            only events about key K (name, id or fingerprint)
+  --follow           keep printing new events until interrupted
+  --progress         show progress on stderr (default: when stderr is a terminal)
+`
+
+// eventsCmd runs "keysctl events ...": it reads the log over NATS as an
+// audit consumer, not through keysd's HTTP API.
+func eventsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	stats := len(args) > 0 && args[0] == "stats"
+	if stats {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("keysctl events", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, eventsUsage) }
+	url := fs.String("nats-url", envOr(getenv, "KEYSD_NATS_URL", "nats://127.0.0.1:4222"), "")
+	nkey := fs.String("nkey", getenv("KEYSD_NATS_NKEY"), "")
+	creds := fs.String("creds", getenv("KEYSD_NATS_CREDS"), "")
+	fromSeq := fs.Uint64("from-seq", 0, "")
+	since := fs.String("since", "", "")
+	types := fs.String("type", "", "")
+	owner := fs.String("owner", "", "")
+	key := fs.String("key", "", "")
+	follow := fs.Bool("follow", false, "")
+	progress := fs.Bool("progress", isTerminal(stderr), "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	opts := []nats.Option{nats.Name("keysctl-events"), nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleAudit))}
+	switch {
+	case *nkey != "" && *creds != "":
+		return errors.New("give --nkey or --creds, not both")
+	case *nkey != "":
+		o, err := nats.NkeyOptionFromSeed(*nkey)
+		if err != nil {
+			return fmt.Errorf("nkey: %w", err)
+		}
+		opts = append(opts, o)
+	case *creds != "":
+		opts = append(opts, nats.UserCredentials(*creds))
+	}
+	nc, err := nats.Connect(*url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", *url, err)
+	}
+	defer nc.Close()
+	log, err := bus.AttachEventLog(ctx, nc)
+	if err != nil {
+		return err
+	}
+	if stats {
+		return printStats(ctx, log, stdout)
+	}
+
+	ro := bus.ReplayOptions{StartSeq: *fromSeq, Follow: *follow}
+	if *since != "" {
+		if ro.StartTime, err = parseSince(*since, time.Now()); err != nil {
+			return err
+		}
+	}
+	if *owner != "" {
+		kind, id, ok := strings.Cut(*owner, "/")
+		if !ok || kind == "" || id == "" {
+			return fmt.Errorf("--owner %q: want KIND/ID, e.g. account/alice", *owner)
+		}
+		ro.Subjects = []string{bus.OwnerSubject(domain.Owner{Kind: kind, ID: id})}
+	}
+	want := map[string]bool{}
+	for _, t := range strings.Split(*types, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			want[t] = true
+		}
+	}
+	var p *progressLine
+	if *progress {
+		p = &progressLine{w: stderr}
+		ro.Pending = p.pending
+		defer p.done()
+	}
+	enc := json.NewEncoder(stdout)
+	_, err = log.Replay(ctx, ro, func(r bus.Recorded) error {
+		if p != nil {
+			p.delivered++
+		}
+		if len(want) > 0 && !want[r.Event.Type] {
+			return nil
+		}
+		if *key != "" && !aboutKey(r.Event, *key) {
+			return nil
+		}
+		return enc.Encode(struct {
+			Seq uint64 `json:"seq"`
+			domain.Event
+		}{r.Seq, r.Event})
+	})
+	if errors.Is(err, context.Canceled) && *follow {
+		return nil
+	}
+	return err
+}
+
+// aboutKey reports whether e concerns key k: by name, id, or fingerprint.
+func aboutKey(e domain.Event, k string) bool {
+	var p map[string]any
+	if json.Unmarshal(e.Data, &p) != nil {
+		return false
+	}
+	for _, f := range []string{"name", "id", "fingerprint", "fingerprintSHA256"} {
+		if v, ok := p[f].(string); ok && v != "" && (v == k || "MD5:"+v == k) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseSince reads an RFC 3339 time or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time (2026-11-22T10:00:00Z) or a duration (90m)", s)
+}
+
+func printStats(ctx context.Context, log *bus.EventLog, stdout io.Writer) error {
+	info, err := log.Stream().Info(ctx)
+	if err != nil {
+		return err
+	}
+	st := info.State
+	out := map[string]any{
+		"stream":    info.Config.Name,
+		"events":    st.Msgs,
+		"bytes":     st.Bytes,
+		"firstSeq":  st.FirstSeq,
+		"lastSeq":   st.LastSeq,
+		"firstTime": st.FirstTime,
+		"lastTime":  st.LastTime,
+		"owners":    st.NumSubjects,
+		"replicas":  info.Config.Replicas,
+		"maxAge":    info.Config.MaxAge.String(),
+		"maxBytes":  info.Config.MaxBytes,
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// progressLine shows how far a replay is, at most twice a second.
+type progressLine struct {
+	w         io.Writer
+	delivered uint64
+	last      time.Time
+	shown     bool
+}
+
+func (p *progressLine) pending(left uint64) {
+	if time.Since(p.last) < 500*time.Millisecond && left > 0 {
+		return
+	}
+	p.last = time.Now()
+	total := p.delivered + left
+	pct := 100.0
+	if total > 0 {
+		pct = 100 * float64(p.delivered) / float64(total)
+	}
+	fmt.Fprintf(p.w, "\rreplayed %s of %s events (%.0f%%)", strconv.FormatUint(p.delivered, 10), strconv.FormatUint(total, 10), pct)
+	p.shown = true
+}
+
+func (p *progressLine) done() {
+	if p.shown {
+		fmt.Fprintln(p.w)
+	}
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
