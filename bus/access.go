@@ -61,7 +61,8 @@ func Permissions(role string) *server.Permissions {
 		api := "$JS.API."
 		var deny []string
 		for _, c := range ServiceConsumers {
-			deny = append(deny, api+"CONSUMER.CREATE."+StreamName+"."+c, api+"CONSUMER.CREATE."+StreamName+"."+c+".>")
+			deny = append(deny, api+"CONSUMER.CREATE."+StreamName+"."+c, api+"CONSUMER.CREATE."+StreamName+"."+c+".>",
+				api+"CONSUMER.DELETE."+StreamName+"."+c)
 		}
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{
@@ -72,6 +73,7 @@ func Permissions(role string) *server.Permissions {
 					api + "CONSUMER.CREATE." + StreamName + ".>",
 					api + "CONSUMER.INFO." + StreamName + ".*",
 					api + "CONSUMER.MSG.NEXT." + StreamName + ".*",
+					api + "CONSUMER.DELETE." + StreamName + ".*", // its own, after a replay
 				},
 				Deny: deny,
 			},

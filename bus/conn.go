@@ -117,6 +117,12 @@ func (c *Conn) shutdownServer() {
 	c.server.WaitForShutdown()
 }
 
+// MaxPayload is the largest message the embedded server takes (NATS's
+// default is 1 MB). A read model of one owner is one KV value: an
+// instance with a thousand keys and their sealed private halves is about
+// 1 MB. External deployments set max_payload to the same (deploy/nats).
+const MaxPayload = 8 << 20
+
 // StartEmbedded starts an in-process JetStream server that stores under dir
 // and accepts no network connections. Every write is fsynced before it is
 // acknowledged (SyncAlways): NATS's default syncs every two minutes, and an
@@ -139,6 +145,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		SyncAlways: true,
 		DontListen: true,
 		NoSigs:     true,
+		MaxPayload: MaxPayload,
 	}
 	if cfg.Listen != "" {
 		if cfg.Access == nil {

@@ -29,7 +29,9 @@ type ReplayOptions struct {
 // has delivered every event stored when it started. It returns the sequence
 // of the last event delivered.
 func (l *EventLog) Replay(ctx context.Context, opts ReplayOptions, f func(Recorded) error) (uint64, error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: opts.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+	// A short inactive threshold: the server forgets the consumer soon
+	// after the replay ends, even when the reader may not delete it.
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: opts.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second}
 	switch {
 	case opts.StartSeq > 1:
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -47,6 +49,15 @@ func (l *EventLog) Replay(ctx context.Context, opts ReplayOptions, f func(Record
 	if err != nil {
 		return 0, fmt.Errorf("bus: replay consumer: %w", err)
 	}
+	defer func() {
+		// Free the server-side consumer now; readers that may not delete
+		// consumers (audit) rely on the inactive threshold.
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = l.stream.DeleteConsumer(dctx, info.Name)
+			cancel()
+		}
+	}()
 	var last uint64
 	if !opts.Follow {
 		info, err := cons.Info(ctx)

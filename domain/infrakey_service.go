@@ -222,8 +222,8 @@ func (s *InfraKeyService) RemoveInstance(ctx context.Context, id string, m Meta)
 }
 
 // cascadeBatch bounds the KeyDeleted events of one append: one atomic
-// batch, one fsync.
-const cascadeBatch = 100
+// batch (JetStream takes up to 1,000 messages in one), one fsync.
+const cascadeBatch = 1000
 
 // Cascade deletes every key of a removed instance: one KeyDeleted each,
 // caused by the InstanceRemoved. Each key's data key is destroyed before
@@ -419,6 +419,9 @@ func (s *InfraKeyService) runShared(ctx context.Context, name string, decide fun
 		evs, err := decide(st)
 		if err != nil {
 			return nil, err
+		}
+		if len(evs) == 0 {
+			return st, nil
 		}
 		after, err := s.Repo.AppendShared(ctx, name, st.Version, evs)
 		if errors.Is(err, ErrVersionConflict) {

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/domain"
+	"github.com/infrakeys/infrakeys/sealing"
+)
+
+const lm = "/api/resource-manager/infrastructure-keys"
+
+// MustNATSServer starts a standalone JetStream server on a free loopback
+// port, the "external deployment" keysd reaches with KEYSD_NATS_URL.
+func MustNATSServer(tb testing.TB) *server.Server {
+	tb.Helper()
+	_, port, _ := net.SplitHostPort(freeAddr(tb))
+	p, _ := strconv.Atoi(port)
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: p, JetStream: true, StoreDir: tb.TempDir(), NoSigs: true,
+		MaxPayload: bus.MaxPayload, // as deploy/nats configures it
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats server not ready")
+	}
+	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// MustStartExternal starts keysd on an external NATS server.
+func MustStartExternal(tb testing.TB, ns *server.Server) *keysd {
+	tb.Helper()
+	mk := filepath.Join(tb.TempDir(), "master.key")
+	if _, _, err := sealing.LoadOrCreateMasterKeyFile(mk); err != nil {
+		tb.Fatal(err)
+	}
+	return MustStart(tb, map[string]string{"KEYSD_NATS_URL": ns.ClientURL(), "KEYSD_MASTER_KEY_FILE": mk})
+}
+
+// MustStartListening starts keysd with its embedded server accepting
+// drivers, the resource manager and audit consumers on a free port.
+func MustStartListening(tb testing.TB) *keysd {
+	tb.Helper()
+	return MustStart(tb, map[string]string{"KEYSD_NATS_LISTEN": freeAddr(tb)})
+}
+
+// natsURL is where k's embedded server listens.
+func (k *keysd) natsURL() string { return "nats://" + k.Env["KEYSD_NATS_LISTEN"] }
+
+// seed is the NKey seed file of role.
+func (k *keysd) seed(role string) string {
+	return bus.SeedFile(filepath.Join(k.DataDir, "nats"), role)
+}
+
+// violations collects the permission errors the server sends a client.
+type violations chan error
+
+func (v violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	select {
+	case v <- err:
+	default:
+	}
+}
+
+// await returns the next permission violation, which must name subject,
+// or fails after a deadline.
+func (v violations) await(tb testing.TB, what, subject string) error {
+	tb.Helper()
+	select {
+	case err := <-v:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") || !strings.Contains(err.Error(), subject) {
+			tb.Fatalf("%s: want a permissions violation for %s, got %v", what, subject, err)
+		}
+		return err
+	case <-time.After(5 * time.Second):
+		tb.Fatalf("%s: no permissions violation", what)
+		return nil
+	}
+}
+
+// MustConnectRole connects to k's listener as role.
+func MustConnectRole(tb testing.TB, k *keysd, role string) (*nats.Conn, violations) {
+	tb.Helper()
+	v := make(violations, 16)
+	nc, err := bus.ConnectRole(k.natsURL(), role, k.seed(role), nats.ErrorHandler(v.handler))
+	if err != nil {
+		tb.Fatalf("connect as %s: %v", role, err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc, v
+}
+
+// driver publishes to the intake stream as a resource driver does.
+type driver struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func newDriver(tb testing.TB, nc *nats.Conn) *driver {
+	tb.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &driver{nc: nc, js: js}
+}
+
+// publish stores body on subject (with Nats-Msg-Id msgID when not empty)
+// and returns the intake stream's ack and a channel for keysd's outcome.
+func (d *driver) publish(tb testing.TB, subject string, body []byte, msgID string) (*jetstream.PubAck, <-chan domain.IntakeOutcome) {
+	tb.Helper()
+	inbox := d.nc.NewRespInbox()
+	out := make(chan domain.IntakeOutcome, 1)
+	sub, err := d.nc.Subscribe(inbox, func(m *nats.Msg) {
+		var o domain.IntakeOutcome
+		if err := json.Unmarshal(m.Data, &o); err == nil {
+			select {
+			case out <- o:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = sub.Unsubscribe() })
+	msg := nats.NewMsg(subject)
+	msg.Data = body
+	msg.Header.Set(bus.HeaderReplyTo, inbox)
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ack, err := d.js.PublishMsg(ctx, msg)
+	if err != nil {
+		tb.Fatalf("publish %s: %v", subject, err)
+	}
+	return ack, out
+}
+
+// outcome waits for keysd's answer to a publish.
+func outcome(tb testing.TB, ch <-chan domain.IntakeOutcome) domain.IntakeOutcome {
+	tb.Helper()
+	select {
+	case o := <-ch:
+		return o
+	case <-time.After(20 * time.Second):
+		tb.Fatal("no intake outcome within 20s")
+		return domain.IntakeOutcome{}
+	}
+}
+
+// genKey returns a fresh ed25519 key pair: the private half as OpenSSH PEM,
+// the public half as an authorized_keys line.
+func genKey(tb testing.TB, comment string) (private, public string) {
+	tb.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(block)), AuthorizedKey(tb, priv, comment)
+}
+
+// driverKey is the JSON body of a driver key message.
+func driverKey(tb testing.TB, v map[string]any) []byte {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// instanceKeys lists an instance's keys through the LM API.
+func (k *keysd) instanceKeys(tb testing.TB, id string) []map[string]any {
+	tb.Helper()
+	r := k.Admin.Do(tb, "GET", lm+"/instances/"+id, nil)
+	if r.StatusCode != 200 {
+		tb.Fatalf("list instance %s: %d %s", id, r.StatusCode, r.Body)
+	}
+	var keys []map[string]any
+	r.JSON(tb, &keys)
+	return keys
+}
+
+// eventually polls cond until it holds, or fails after a deadline.
+func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// events replays the whole event log through nc (full access).
+func events(tb testing.TB, nc *nats.Conn, subjects ...string) []bus.Recorded {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := bus.AttachEventLog(ctx, nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []bus.Recorded
+	if _, err := l.Replay(ctx, bus.ReplayOptions{Subjects: subjects}, func(r bus.Recorded) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func instanceSubject(id string) string { return bus.OwnerSubject(domain.InstanceOwner(id)) }
+
+func mustConnect(tb testing.TB, url string) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}

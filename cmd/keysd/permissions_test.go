@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// The embedded server's listener: who may do what on the bus.
+func TestNATSPermissions(t *testing.T) {
+	k := MustStartListening(t)
+	ctx := context.Background()
+
+	t.Run("no credentials, wrong credentials: refused", func(t *testing.T) {
+		if nc, err := nats.Connect(k.natsURL()); err == nil {
+			nc.Close()
+			t.Fatal("an anonymous connection was accepted")
+		}
+		// The driver's seed with the audit role's name: the server knows
+		// the key, so this is the driver; a made-up seed is refused.
+		if nc, err := bus.ConnectRole(k.natsURL(), bus.RoleDriver, "/nonexistent.nk"); err == nil {
+			nc.Close()
+			t.Fatal("connected without a seed")
+		}
+	})
+
+	t.Run("driver", func(t *testing.T) {
+		nc, v := MustConnectRole(t, k, bus.RoleDriver)
+		d := newDriver(t, nc)
+		_, pub := genKey(t, "")
+		_, ch := d.publish(t, bus.IntakeKeySubject("vm-perm"), driverKey(t, map[string]any{"keyName": "ok", "publicKey": pub}), "")
+		if o := outcome(t, ch); o.Outcome != domain.OutcomeCreated {
+			t.Fatalf("driver publish: %+v", o)
+		}
+		// Writing events directly.
+		forged := domain.NewEvent(domain.InstanceOwner("vm-perm"), domain.TypeKeyDeleted, 1, domain.KeyDeleted{Name: "ok"}, domain.Meta{Actor: "driver"})
+		data, _ := json.Marshal(forged)
+		if err := nc.Publish(bus.OwnerSubject(forged.Owner), data); err != nil {
+			t.Fatal(err)
+		}
+		v.await(t, "driver publishes an event", bus.OwnerSubject(forged.Owner))
+		// Reading events, the intake stream, other inboxes.
+		if _, err := nc.Subscribe("keysd.events.>", func(*nats.Msg) {}); err != nil {
+			t.Fatal(err)
+		}
+		v.await(t, "driver subscribes to events", "keysd.events.>")
+		if _, err := nc.Subscribe("_INBOX.>", func(*nats.Msg) {}); err != nil {
+			t.Fatal(err)
+		}
+		v.await(t, "driver subscribes to every inbox", "_INBOX.>")
+		js, _ := jetstream.New(nc)
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := js.Stream(cctx, bus.IntakeStream); err == nil {
+			t.Fatal("driver read the intake stream's info")
+		}
+		v.await(t, "driver calls the JetStream API", "$JS.API.STREAM.INFO."+bus.IntakeStream)
+		// Substitution is the resource manager's.
+		if _, err := nc.Request(bus.SubstituteSubject, []byte(`{}`), time.Second); err == nil {
+			t.Fatal("driver got a substitution answer")
+		}
+		v.await(t, "driver asks for substitution", bus.SubstituteSubject)
+		if keys := k.instanceKeys(t, "vm-perm"); len(keys) != 1 {
+			t.Fatalf("the forged event had an effect: %+v", keys)
+		}
+	})
+
+	t.Run("manager", func(t *testing.T) {
+		nc, v := MustConnectRole(t, k, bus.RoleManager)
+		d := newDriver(t, nc)
+		_, ch := d.publish(t, bus.IntakeRemovedSubject("vm-perm"), nil, "")
+		if o := outcome(t, ch); o.Outcome != domain.OutcomeRemoved {
+			t.Fatalf("manager removal: %+v", o)
+		}
+		resp, err := nc.Request(bus.SubstituteSubject, []byte(`{"properties":{}}`), 5*time.Second)
+		if err != nil {
+			t.Fatalf("manager substitution request: %v", err)
+		}
+		if !strings.Contains(string(resp.Data), domain.EUNAUTHENTICATED) {
+			t.Fatalf("substitution without a token answered %s", resp.Data)
+		}
+		// Publishing keys is the drivers'.
+		if err := nc.Publish(bus.IntakeKeySubject("vm-perm"), []byte("x#y#z")); err != nil {
+			t.Fatal(err)
+		}
+		v.await(t, "manager publishes a key", bus.IntakeKeySubject("vm-perm"))
+	})
+
+	t.Run("audit", func(t *testing.T) {
+		nc, v := MustConnectRole(t, k, bus.RoleAudit)
+		if evs := events(t, nc); len(evs) == 0 {
+			t.Fatal("audit replayed no event")
+		}
+		if err := nc.Publish(bus.IntakeRemovedSubject("vm-x"), nil); err != nil {
+			t.Fatal(err)
+		}
+		v.await(t, "audit publishes to intake", bus.IntakeRemovedSubject("vm-x"))
+	})
+}
