@@ -58,22 +58,35 @@ func Permissions(role string) *server.Permissions {
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}
 	case RoleAudit:
+		// Audit replays with ordered consumers: ephemeral pull consumers
+		// that nats.go names itself, creates with the named form of
+		// CONSUMER.CREATE, pulls with MSG.NEXT and deletes when it resets
+		// one. The service's durables are off limits: updating one (a new
+		// filter, say) would stop a projection or the cascade, pulling
+		// from one would steal its deliveries, deleting one would reset
+		// it. The unnamed (legacy) CONSUMER.CREATE is not allowed at all:
+		// it takes the consumer's name from the request body, where no
+		// subject permission can see it.
 		api := "$JS.API."
 		var deny []string
 		for _, c := range ServiceConsumers {
-			deny = append(deny, api+"CONSUMER.CREATE."+StreamName+"."+c, api+"CONSUMER.CREATE."+StreamName+"."+c+".>",
-				api+"CONSUMER.DELETE."+StreamName+"."+c)
+			deny = append(deny,
+				api+"CONSUMER.CREATE."+StreamName+"."+c,
+				api+"CONSUMER.CREATE."+StreamName+"."+c+".>",
+				api+"CONSUMER.MSG.NEXT."+StreamName+"."+c,
+				api+"CONSUMER.DELETE."+StreamName+"."+c,
+			)
 		}
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{
 				Allow: []string{
 					api + "INFO",
 					api + "STREAM.INFO." + StreamName,
-					api + "CONSUMER.CREATE." + StreamName,
-					api + "CONSUMER.CREATE." + StreamName + ".>",
+					api + "CONSUMER.CREATE." + StreamName + ".*",
+					api + "CONSUMER.CREATE." + StreamName + ".*.>",
 					api + "CONSUMER.INFO." + StreamName + ".*",
 					api + "CONSUMER.MSG.NEXT." + StreamName + ".*",
-					api + "CONSUMER.DELETE." + StreamName + ".*", // its own, after a replay
+					api + "CONSUMER.DELETE." + StreamName + ".*",
 				},
 				Deny: deny,
 			},

@@ -64,7 +64,45 @@ func eventsCmd(ctx context.Context, args []string, getenv func(string) string, s
 		fs.Usage()
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	opts := []nats.Option{nats.Name("keysctl-events"), nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleAudit))}
+	if *fromSeq > 0 && *since != "" {
+		return errors.New("give --from-seq or --since, not both")
+	}
+	q := eventsQuery{ro: bus.ReplayOptions{StartSeq: *fromSeq, Follow: *follow}, types: map[string]bool{}, key: *key, progress: *progress}
+	if *since != "" {
+		t, err := parseSince(*since, time.Now())
+		if err != nil {
+			return err
+		}
+		q.ro.StartTime = t
+	}
+	if *owner != "" {
+		kind, id, ok := strings.Cut(*owner, "/")
+		if !ok || kind == "" || id == "" {
+			return fmt.Errorf("--owner %q: want KIND/ID, e.g. account/alice", *owner)
+		}
+		q.ro.Subjects = []string{bus.OwnerSubject(domain.Owner{Kind: kind, ID: id})}
+	}
+	for _, t := range strings.Split(*types, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			q.types[t] = true
+		}
+	}
+	// The server refuses what a role may not do with an asynchronous
+	// error, and the request behind it would only time out: end at once,
+	// saying why.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	opts := []nats.Option{
+		nats.Name("keysctl-events"),
+		nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleAudit)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				cancel(fmt.Errorf("%w (does the credential belong to the audit role?)", err))
+				return
+			}
+			fmt.Fprintln(stderr, "keysctl events:", err)
+		}),
+	}
 	switch {
 	case *nkey != "" && *creds != "":
 		return errors.New("give --nkey or --creds, not both")
@@ -78,10 +116,30 @@ func eventsCmd(ctx context.Context, args []string, getenv func(string) string, s
 		opts = append(opts, nats.UserCredentials(*creds))
 	}
 	nc, err := nats.Connect(*url, opts...)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return fmt.Errorf("connect to %s: %w: give the audit role's NKey seed with --nkey or KEYSD_NATS_NKEY (keysd writes it to <data-dir>/nats/audit.nk)", *url, err)
+	}
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", *url, err)
 	}
 	defer nc.Close()
+	err = events(ctx, nc, stats, q, stdout, stderr)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// eventsQuery is what "keysctl events" was asked for.
+type eventsQuery struct {
+	ro       bus.ReplayOptions
+	types    map[string]bool // empty: every type
+	key      string          // empty: every key
+	progress bool
+}
+
+// events prints the log's statistics, or replays it as q says.
+func events(ctx context.Context, nc *nats.Conn, stats bool, q eventsQuery, stdout, stderr io.Writer) error {
 	log, err := bus.AttachEventLog(ctx, nc)
 	if err != nil {
 		return err
@@ -90,28 +148,14 @@ func eventsCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return printStats(ctx, log, stdout)
 	}
 
-	ro := bus.ReplayOptions{StartSeq: *fromSeq, Follow: *follow}
-	if *since != "" {
-		if ro.StartTime, err = parseSince(*since, time.Now()); err != nil {
-			return err
-		}
-	}
-	if *owner != "" {
-		kind, id, ok := strings.Cut(*owner, "/")
-		if !ok || kind == "" || id == "" {
-			return fmt.Errorf("--owner %q: want KIND/ID, e.g. account/alice", *owner)
-		}
-		ro.Subjects = []string{bus.OwnerSubject(domain.Owner{Kind: kind, ID: id})}
-	}
-	want := map[string]bool{}
-	for _, t := range strings.Split(*types, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			want[t] = true
-		}
+	var about *keyFilter
+	ro := q.ro
+	if q.key != "" {
+		about = &keyFilter{key: q.key, following: map[string]bool{}}
 	}
 	var p *progressLine
-	if *progress {
-		p = &progressLine{w: stderr}
+	if q.progress {
+		p = &progressLine{w: stderr, tty: isTerminal(stderr)}
 		ro.Pending = p.pending
 		defer p.done()
 	}
@@ -120,35 +164,64 @@ func eventsCmd(ctx context.Context, args []string, getenv func(string) string, s
 		if p != nil {
 			p.delivered++
 		}
-		if len(want) > 0 && !want[r.Event.Type] {
+		if len(q.types) > 0 && !q.types[r.Event.Type] {
 			return nil
 		}
-		if *key != "" && !aboutKey(r.Event, *key) {
+		if about != nil && !about.match(r.Event) {
 			return nil
+		}
+		if p != nil {
+			p.clear()
 		}
 		return enc.Encode(struct {
 			Seq uint64 `json:"seq"`
 			domain.Event
 		}{r.Seq, r.Event})
 	})
-	if errors.Is(err, context.Canceled) && *follow {
+	if errors.Is(err, context.Canceled) && ro.Follow {
 		return nil
 	}
 	return err
 }
 
-// aboutKey reports whether e concerns key k: by name, id, or fingerprint.
-func aboutKey(e domain.Event, k string) bool {
-	var p map[string]any
-	if json.Unmarshal(e.Data, &p) != nil {
+// keyFilter selects the events about one key, named by its name, id or
+// fingerprint (MD5, with or without "MD5:", or SHA256:...). Events carry
+// fewer identifiers as a key's history goes on (a KeyDeleted has no
+// SHA-256 fingerprint, an account key no id), so once an event matches,
+// every later event of the same owner about the same name matches too,
+// until the key is deleted.
+type keyFilter struct {
+	key       string
+	following map[string]bool // owner kind/id + "\x00" + key name
+}
+
+func (f *keyFilter) match(e domain.Event) bool {
+	if e.Owner.Kind == domain.OwnerToken {
+		return false // tokens have names and ids, but are no keys
+	}
+	var p struct {
+		ID                string `json:"id"`
+		Name              string `json:"name"`
+		Fingerprint       string `json:"fingerprint"`
+		FingerprintSHA256 string `json:"fingerprintSHA256"`
+	}
+	if json.Unmarshal(e.Data, &p) != nil || p.Name == "" {
 		return false
 	}
-	for _, f := range []string{"name", "id", "fingerprint", "fingerprintSHA256"} {
-		if v, ok := p[f].(string); ok && v != "" && (v == k || "MD5:"+v == k) {
-			return true
+	k := e.Owner.String() + "\x00" + p.Name
+	ok := f.following[k]
+	for _, v := range []string{p.ID, p.Name, p.Fingerprint, p.FingerprintSHA256} {
+		if v != "" && (v == f.key || "MD5:"+v == f.key) {
+			ok = true
 		}
 	}
-	return false
+	switch {
+	case ok && e.Type == domain.TypeKeyDeleted:
+		delete(f.following, k)
+	case ok:
+		f.following[k] = true
+	}
+	return ok
 }
 
 // parseSince reads an RFC 3339 time or a duration before now.
@@ -186,9 +259,12 @@ func printStats(ctx context.Context, log *bus.EventLog, stdout io.Writer) error 
 	return enc.Encode(out)
 }
 
-// progressLine shows how far a replay is, at most twice a second.
+// progressLine shows how far a replay is, at most twice a second: on a
+// terminal as one line rewritten in place (and wiped before an event is
+// printed, should stdout be the same terminal), elsewhere a line each time.
 type progressLine struct {
 	w         io.Writer
+	tty       bool
 	delivered uint64
 	last      time.Time
 	shown     bool
@@ -204,8 +280,21 @@ func (p *progressLine) pending(left uint64) {
 	if total > 0 {
 		pct = 100 * float64(p.delivered) / float64(total)
 	}
-	fmt.Fprintf(p.w, "\rreplayed %s of %s events (%.0f%%)", strconv.FormatUint(p.delivered, 10), strconv.FormatUint(total, 10), pct)
-	p.shown = true
+	line := fmt.Sprintf("replayed %s of %s events (%.0f%%)", strconv.FormatUint(p.delivered, 10), strconv.FormatUint(total, 10), pct)
+	if p.tty {
+		fmt.Fprint(p.w, "\r\x1b[K"+line)
+		p.shown = true
+		return
+	}
+	fmt.Fprintln(p.w, line)
+}
+
+// clear wipes the progress line before an event is printed.
+func (p *progressLine) clear() {
+	if p.shown {
+		fmt.Fprint(p.w, "\r\x1b[K")
+		p.shown = false
+	}
 }
 
 func (p *progressLine) done() {
