@@ -342,6 +342,20 @@ func TestLMContentTypes(t *testing.T) {
 		r = c.DoWith(t, "POST", lmPrefix+"/shared", "name: x-yaml\ngenerate: ed25519\n", http.Header{"Content-Type": {"application/x-yaml"}, "Accept": {"application/x-yaml"}})
 		wantStatus(t, r, http.StatusCreated)
 	})
+	t.Run("ErrTooLarge", func(t *testing.T) {
+		r := c.YAML(t, "POST", lmPrefix+"/shared", map[string]any{"name": "big", "description": strings.Repeat("a", 100001)})
+		wantLMError(t, r, http.StatusRequestEntityTooLarge, "application/yaml", "100000")
+	})
+	t.Run("ErrNoRoute", func(t *testing.T) {
+		// A method no route has: Echo's group catch-all answers 404 where
+		// 405 would be more precise; either way, in LM's error format.
+		r := c.Do(t, "PATCH", keyPath("handwritten"), map[string]any{})
+		if r.StatusCode != http.StatusNotFound && r.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("PATCH: %d %s", r.StatusCode, r.Body)
+		}
+		r.LMError(t)
+		wantLMError(t, c.YAML(t, "GET", keyPath("handwritten")+"/more", nil), http.StatusNotFound, "application/yaml", "does not exist")
+	})
 	t.Run("ErrUnsupported", func(t *testing.T) {
 		for _, tc := range []struct{ method, path, ct, accept, wantCT string }{
 			{"POST", lmPrefix + "/shared", "text/plain", "", "application/json"},
