@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -732,5 +733,59 @@ func TestLMMasterKeyFile(t *testing.T) {
 	err = run(context.Background(), nil, func(n string) string { return env[n] }, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("keysd started with a master key others can read: %v", err)
+	}
+}
+
+// TestLMReleaseWhileChanging releases private halves while other requests
+// replace or delete them: a release shows the halves of one key pair, the
+// one it recorded, or 404 once the key is deleted; never an error.
+func TestLMReleaseWhileChanging(t *testing.T) {
+	k := MustStart(t, nil)
+	consistent := func(t *testing.T, public, private string) {
+		t.Helper()
+		if string(publicOfPEM(t, private).Marshal()) != string(publicOf(t, public).Marshal()) {
+			t.Errorf("released halves that do not belong together")
+		}
+	}
+	for i := range 30 {
+		name := fmt.Sprintf("busy-%d", i)
+		deleting := i%2 == 1
+		wantStatus(t, k.Admin.Do(t, "POST", lmPrefix+"/shared", map[string]any{"name": name, "generate": "ed25519"}), http.StatusCreated)
+		var wg sync.WaitGroup
+		var get, list, sub *response
+		wg.Go(func() { get = k.Admin.Do(t, "GET", keyPath(name)+"?includePrivateKey=true", nil) })
+		wg.Go(func() { list = k.Admin.Do(t, "GET", lmPrefix+"/shared?includePrivateKey=true", nil) })
+		wg.Go(func() {
+			sub = k.Admin.Do(t, "POST", lmPrefix+"/substitute", map[string]any{"properties": map[string]any{"k": map[string]any{"type": "key", "value": name}}})
+		})
+		wg.Go(func() {
+			if deleting {
+				wantStatus(t, k.Admin.Do(t, "DELETE", keyPath(name), nil), http.StatusNoContent)
+			} else {
+				wantStatus(t, k.Admin.Do(t, "PUT", keyPath(name), map[string]any{"generate": "ed25519"}), http.StatusNoContent)
+			}
+		})
+		wg.Wait()
+		for _, r := range []*response{get, sub} {
+			if r.StatusCode != http.StatusOK && !(deleting && r.StatusCode == http.StatusNotFound) {
+				t.Errorf("%s %s during a change: %d %s", r.Request.Method, r.Request.URL.Path, r.StatusCode, r.Body)
+			}
+		}
+		wantStatus(t, list, http.StatusOK)
+		if get.StatusCode == http.StatusOK {
+			var key infraKeyJSON
+			get.JSON(t, &key)
+			consistent(t, key.PublicKey, key.PrivateKey)
+		}
+		if sub.StatusCode == http.StatusOK {
+			var out struct{ Properties map[string]map[string]string }
+			sub.JSON(t, &out)
+			consistent(t, out.Properties["k"]["publicKey"], out.Properties["k"]["privateKey"])
+		}
+		var keys []infraKeyJSON
+		list.JSON(t, &keys)
+		for _, key := range keys {
+			consistent(t, key.PublicKey, key.PrivateKey)
+		}
 	}
 }
