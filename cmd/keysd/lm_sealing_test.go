@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -787,5 +788,33 @@ func TestLMReleaseWhileChanging(t *testing.T) {
 		for _, key := range keys {
 			consistent(t, key.PublicKey, key.PrivateKey)
 		}
+	}
+}
+
+// TestLMMasterKeyFromEnvironment seals with KEYSD_MASTER_KEY, writing no
+// master key file.
+func TestLMMasterKeyFromEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "m.key")
+	if _, _, err := sealing.LoadOrCreateMasterKeyFile(file); err != nil {
+		t.Fatal(err)
+	}
+	value, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := MustStart(t, map[string]string{"KEYSD_MASTER_KEY": strings.TrimSpace(string(value))})
+	keyPEM := MustOpenSSHPEM(t, MustKey(t))
+	wantStatus(t, k.Admin.Do(t, "POST", lmPrefix+"/shared", map[string]any{"name": "env", "privateKey": keyPEM}), http.StatusCreated)
+	k.Restart(t)
+	var got infraKeyJSON
+	k.Admin.Do(t, "GET", keyPath("env")+"?includePrivateKey=true", nil).JSON(t, &got)
+	if got.PrivateKey != keyPEM {
+		t.Errorf("private half after a restart %q", got.PrivateKey)
+	}
+	if _, err := os.Stat(filepath.Join(k.DataDir, "master.key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a master key file was written: %v", err)
+	}
+	if strings.Contains(k.stderr.String(), strings.TrimSpace(string(value))) {
+		t.Errorf("the master key is in the log")
 	}
 }

@@ -284,6 +284,57 @@ func TestLMSubstitute(t *testing.T) {
 	})
 }
 
+// TestLMInstanceKeys lists a driver's keys for its instance, and removes
+// the instance through the LM API.
+func TestLMInstanceKeys(t *testing.T) {
+	k := MustStartLM(t, nil)
+	manager, _ := MustToken(t, k, "manager", "keys:manage")
+	reader, _ := MustToken(t, k, "reader", "keys:read")
+	keyPEM := MustOpenSSHPEM(t, MustKey(t))
+	MustDriverKey(t, k, "vm-9", "b-key", keyPEM)
+	MustDriverKey(t, k, "vm-9", "a-key", MustOpenSSHPEM(t, MustECDSA(t)))
+	list := func(t *testing.T, c *client, query string) []infraKeyJSON {
+		t.Helper()
+		r := c.YAML(t, "GET", lmPrefix+"/instances/vm-9"+query, nil)
+		wantStatus(t, r, http.StatusOK)
+		var keys []infraKeyJSON
+		r.Decode(t, &keys)
+		return keys
+	}
+	t.Run("List", func(t *testing.T) {
+		keys := list(t, k.Bearer(reader), "")
+		if len(keys) != 2 || keys[0].Name != "a-key" || keys[1].Name != "b-key" || keys[1].Scope != "instance" || keys[1].InstanceID != "vm-9" || keys[1].PrivateKey != "" {
+			t.Errorf("instance keys %+v", keys)
+		}
+		if keys := list(t, k.Admin, "?includePrivateKey=true"); len(keys) != 2 || keys[1].PrivateKey != keyPEM {
+			t.Errorf("with includePrivateKey: %+v", keys)
+		}
+	})
+	t.Run("Remove", func(t *testing.T) {
+		wantLMError(t, k.Bearer(reader).Do(t, "DELETE", lmPrefix+"/instances/vm-9", nil), http.StatusForbidden, "application/json", "keys:manage")
+		var first, again struct {
+			InstanceID string `json:"instanceId"`
+			Removed    bool   `json:"removed"`
+			EventID    string `json:"eventId"`
+		}
+		r := k.Bearer(manager).Do(t, "DELETE", lmPrefix+"/instances/vm-9", nil)
+		wantStatus(t, r, http.StatusAccepted)
+		r.JSON(t, &first)
+		r = k.Bearer(manager).Do(t, "DELETE", lmPrefix+"/instances/vm-9", nil)
+		wantStatus(t, r, http.StatusAccepted)
+		r.JSON(t, &again)
+		if first.InstanceID != "vm-9" || !first.Removed || first.EventID == "" || again != first {
+			t.Errorf("removed %+v, then %+v", first, again)
+		}
+		for deadline := time.Now().Add(10 * time.Second); len(list(t, k.Admin, "")) > 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("the removed instance still has keys")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
 // merge returns the union of maps, later ones winning.
 func merge(ms ...map[string]any) map[string]any {
 	out := map[string]any{}
