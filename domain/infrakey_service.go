@@ -16,13 +16,18 @@ type Sealer interface {
 	// Seal encrypts plaintext under a new data key and stores the wrapped
 	// data key.
 	Seal(ctx context.Context, plaintext []byte) (*SealedSecret, error)
-	// Open decrypts a sealed secret.
+	// Open decrypts a sealed secret; ErrSecretDestroyed if its data key
+	// was destroyed.
 	Open(ctx context.Context, s *SealedSecret) ([]byte, error)
 	// Destroy deletes the secret's data key for good: every copy of the
 	// ciphertext, in the log included, becomes noise. Destroying a secret
 	// that is already gone is not an error.
 	Destroy(ctx context.Context, secretID string) error
 }
+
+// ErrSecretDestroyed is returned by Sealer.Open for a secret whose data key
+// was destroyed: it can never be opened again.
+var ErrSecretDestroyed = errors.New("the data key of the secret was destroyed")
 
 // InfraKeyRepository loads and appends the events of shared keys and
 // instances, like AccountRepository does for accounts.
@@ -285,27 +290,57 @@ func (s *InfraKeyService) destroyAll(ctx context.Context, in *Instance, evs []Ev
 	return first
 }
 
-// RevealPrivate returns k's private half, after recording who asked for it
-// and why: no audit event, no release.
-func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpose string, m Meta) ([]byte, error) {
+// RevealPrivate returns the private half of the key k names, after
+// recording who asked for it and why: no audit event, no release. The key
+// may have changed since k was read: its private half is then replaced,
+// and the old one's data key destroyed, right after the change is
+// recorded. So the audit event is decided against the key as it is now,
+// that key's private half is the one opened, and the key is returned with
+// it, for the caller to show the halves that belong together. A key
+// deleted meanwhile is ENOTFOUND.
+func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpose string, m Meta) (*InfraKey, []byte, error) {
 	if k.PrivateKey == nil {
-		return nil, nil
+		return k, nil, nil
 	}
-	owner := SharedOwner(k.Name)
-	if k.Scope == ScopeInstance {
-		owner = InstanceOwner(k.InstanceID)
+	gone := Errorf(ENOTFOUND, "infrastructure key %s does not exist", k.Name)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		var cur *InfraKey
+		decide := func(owner Owner, now *InfraKey) ([]Event, error) {
+			if now == nil {
+				return nil, gone
+			}
+			cur = now
+			if now.PrivateKey == nil {
+				return nil, nil
+			}
+			return []Event{RecordPrivateRead(owner, now, purpose, m)}, nil
+		}
+		var err error
+		if k.Scope == ScopeInstance {
+			_, err = s.runInstance(ctx, k.InstanceID, func(in *Instance) ([]Event, error) {
+				return decide(InstanceOwner(k.InstanceID), in.FindKey(k.Name))
+			})
+		} else {
+			_, err = s.runShared(ctx, k.Name, func(st *SharedKey) ([]Event, error) {
+				return decide(SharedOwner(k.Name), st.Key)
+			})
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if cur.PrivateKey == nil {
+			return cur, nil, nil
+		}
+		pem, err := s.Sealer.Open(ctx, cur.PrivateKey)
+		if errors.Is(err, ErrSecretDestroyed) {
+			continue // replaced or deleted after the read was recorded
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return cur, pem, nil
 	}
-	ev := RecordPrivateRead(owner, k, purpose, m)
-	var err error
-	if owner.Kind == OwnerShared {
-		_, err = s.runShared(ctx, k.Name, func(*SharedKey) ([]Event, error) { return []Event{ev}, nil })
-	} else {
-		_, err = s.runInstance(ctx, k.InstanceID, func(*Instance) ([]Event, error) { return []Event{ev}, nil })
-	}
-	if err != nil {
-		return nil, err
-	}
-	return s.Sealer.Open(ctx, k.PrivateKey)
+	return nil, nil, Errorf(EUNAVAILABLE, "infrastructure key %s keeps changing; retry", k.Name)
 }
 
 // Substitute replaces every key property ({"type": "key", "value": name})
@@ -372,11 +407,14 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 	}
 	private := map[string][]byte{}
 	for name, k := range found {
-		pem, err := s.RevealPrivate(ctx, k, PurposeSubstitute, m)
+		revealed, pem, err := s.RevealPrivate(ctx, k, PurposeSubstitute, m)
 		if err != nil {
 			return nil, fmt.Errorf("reveal %s: %w", name, err)
 		}
-		private[name] = pem
+		if pem == nil {
+			return nil, Errorf(EINVALID, "cannot substitute key properties: no private half in %s", name)
+		}
+		found[name], private[name] = revealed, pem
 	}
 	out := make(map[string]map[string]any, len(props))
 	for sec, section := range props {

@@ -46,18 +46,24 @@ func includePrivate(c echo.Context) (bool, error) {
 }
 
 // views renders keys, revealing private halves when include is set (each
-// reveal is audited).
+// reveal is audited, and shows the key as revealed: it may have changed
+// since it was listed). A key deleted meanwhile is left out.
 func (s *Server) views(c echo.Context, keys []domain.InfraKey, include bool) ([]infraKeyView, error) {
 	out := make([]infraKeyView, 0, len(keys))
 	for i := range keys {
-		v := viewInfraKey(&keys[i])
-		if include {
-			pem, err := s.cfg.InfraKeys.RevealPrivate(c.Request().Context(), &keys[i], domain.PurposeInclude, s.meta(c))
-			if err != nil {
-				return nil, err
-			}
-			v.PrivateKey = string(pem)
+		if !include {
+			out = append(out, viewInfraKey(&keys[i]))
+			continue
 		}
+		k, pem, err := s.cfg.InfraKeys.RevealPrivate(c.Request().Context(), &keys[i], domain.PurposeInclude, s.meta(c))
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		v := viewInfraKey(k)
+		v.PrivateKey = string(pem)
 		out = append(out, v)
 	}
 	return out, nil
@@ -139,6 +145,9 @@ func (s *Server) handleSharedGet(c echo.Context) error {
 	out, err := s.views(c, []domain.InfraKey{*k}, include)
 	if err != nil {
 		return err
+	}
+	if len(out) == 0 {
+		return domain.Errorf(domain.ENOTFOUND, "infrastructure key %s does not exist", k.Name)
 	}
 	return lmWrite(c, http.StatusOK, out[0])
 }

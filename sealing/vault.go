@@ -66,15 +66,15 @@ func (v *Vault) Seal(ctx context.Context, plaintext []byte) (*domain.SealedSecre
 }
 
 // Open implements domain.Sealer. A destroyed data key makes the secret
-// unrecoverable: that is an internal error here, because no live key
-// points at a destroyed secret.
+// unrecoverable (domain.ErrSecretDestroyed): its key was deleted, or its
+// private half replaced, after the caller read it.
 func (v *Vault) Open(ctx context.Context, s *domain.SealedSecret) ([]byte, error) {
 	w, _, err := v.wrapped(ctx, s.SecretID)
 	if err != nil {
 		return nil, err
 	}
 	if w == nil {
-		return nil, fmt.Errorf("sealing: the data key of %s was destroyed", s.SecretID)
+		return nil, fmt.Errorf("sealing: secret %s: %w", s.SecretID, domain.ErrSecretDestroyed)
 	}
 	return Open(v.ring.Load(), s.SecretID, Sealed{Alg: s.Alg, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, *w)
 }

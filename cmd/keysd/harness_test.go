@@ -188,12 +188,13 @@ func AuthorizedKey(tb testing.TB, priv crypto.Signer, comment string) string {
 	return line
 }
 
-// client signs requests as one account's key.
+// client signs requests as one account's key, or sends an API token.
 type client struct {
 	k      *keysd
 	base   string
 	login  string
 	signer *httpsig.Signer
+	token  string
 }
 
 // Client returns a client signing as login with priv.
@@ -227,12 +228,20 @@ func (r *response) ErrorBody(tb testing.TB) (code, message string) {
 	return e.Code, e.Message
 }
 
-// Do sends a signed request (body: nil, string or any JSON value), checks
-// the response against the OpenAPI document and the headers every CloudAPI
-// response carries, and returns it.
+// Do sends a signed request, or one with the client's token (body: nil,
+// string or any JSON value), checks the response against the OpenAPI
+// document and the headers every CloudAPI response carries, and returns it.
 func (c *client) Do(tb testing.TB, method, path string, body any) *response {
 	tb.Helper()
-	req := newRequest(tb, method, c.base+path, body)
+	return c.send(tb, newRequest(tb, method, c.base+path, body))
+}
+
+// send adds the client's credentials to req and sends it.
+func (c *client) send(tb testing.TB, req *http.Request) *response {
+	tb.Helper()
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if c.signer != nil {
 		if err := c.signer.Sign(req); err != nil {
 			tb.Fatal(err)
