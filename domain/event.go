@@ -126,6 +126,10 @@ type KeyCreated struct {
 	Description string `json:"description,omitempty"`
 	// SealedPrivateKey is the private half, encrypted: never plaintext.
 	SealedPrivateKey *SealedSecret `json:"sealedPrivateKey,omitempty"`
+	// ReplacedSecretID, in a KeyUpdated, names the data key of the private
+	// half the update replaced, destroyed with it (added without a version
+	// change: old readers ignore it).
+	ReplacedSecretID string `json:"replacedSecretId,omitempty"`
 }
 
 // AccountPolicySet records the account's key policy as a whole (not a

@@ -139,6 +139,9 @@ func (s *SharedKey) Update(description string, pair *KeyPair, sealed *SealedSecr
 	if pair != nil {
 		p.Fingerprint, p.FingerprintSHA256 = pair.Fingerprint, pair.FingerprintSHA256
 		p.Key, p.Type, p.Bits, p.SealedPrivateKey = pair.PublicKey, pair.Type, pair.Bits, sealed
+		if k.PrivateKey != nil && (sealed == nil || sealed.SecretID != k.PrivateKey.SecretID) {
+			p.ReplacedSecretID = k.PrivateKey.SecretID
+		}
 	}
 	return NewEvent(SharedOwner(s.Name), TypeKeyUpdated, 1, p, m), nil
 }
@@ -149,6 +152,24 @@ func (s *SharedKey) Delete(m Meta) (Event, error) {
 		return Event{}, Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
 	}
 	return NewEvent(SharedOwner(s.Name), TypeKeyDeleted, 1, keyDeleted(s.Key), m), nil
+}
+
+// ShreddedSecret returns the data key an event makes garbage: the private
+// half of a deleted key, or the one an update replaced; "" for none.
+func ShreddedSecret(e Event) string {
+	switch e.Type {
+	case TypeKeyDeleted:
+		var p KeyDeleted
+		if e.Decode(&p) == nil {
+			return p.SecretID
+		}
+	case TypeKeyUpdated:
+		var p KeyCreated
+		if e.Decode(&p) == nil {
+			return p.ReplacedSecretID
+		}
+	}
+	return ""
 }
 
 // PrivateKeyRead records that private material was released. Schema

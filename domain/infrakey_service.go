@@ -231,44 +231,40 @@ func (s *InfraKeyService) RemoveInstance(ctx context.Context, id string, m Meta)
 const cascadeBatch = 1000
 
 // Cascade deletes every key of a removed instance: one KeyDeleted each,
-// caused by the InstanceRemoved. Each key's data key is destroyed before
-// its KeyDeleted is appended, so a crash in between leaves a key whose
-// private half is already gone, which the next run deletes; never a
-// deleted key whose private half survives. It returns how many keys it
-// deleted; running it again after a crash finishes the work and deletes
-// nothing twice.
+// caused by the InstanceRemoved, appended in atomic batches; then it
+// destroys their data keys. A crash in between leaves data keys of deleted
+// keys, which the shredder (ServeShredder in bus) destroys from the
+// KeyDeleted events: a deleted key's private half never survives. It
+// returns how many keys it deleted; running it again after a crash
+// finishes the work and deletes nothing twice.
 func (s *InfraKeyService) Cascade(ctx context.Context, id string, m Meta) (int, error) {
 	deleted := 0
 	for {
-		var n int
+		var evs []Event
 		in, err := s.runInstance(ctx, id, func(in *Instance) ([]Event, error) {
-			evs := in.Cascade(cascadeBatch, m)
-			n = len(evs)
-			if err := s.destroyAll(ctx, in, evs); err != nil {
-				return nil, err
-			}
+			evs = in.Cascade(cascadeBatch, m)
 			return evs, nil
 		})
 		if err != nil {
 			return deleted, err
 		}
-		deleted += n
-		if n == 0 || len(in.Keys) == 0 {
+		deleted += len(evs)
+		if err := s.Shred(ctx, evs); err != nil {
+			return deleted, err
+		}
+		if len(evs) == 0 || len(in.Keys) == 0 {
 			return deleted, nil
 		}
 	}
 }
 
-// destroyAll destroys the data keys of the keys evs delete, concurrently.
-func (s *InfraKeyService) destroyAll(ctx context.Context, in *Instance, evs []Event) error {
+// Shred destroys the data keys that events make garbage (ShreddedSecret),
+// concurrently. Destroying a data key twice is harmless.
+func (s *InfraKeyService) Shred(ctx context.Context, evs []Event) error {
 	var ids []string
 	for _, e := range evs {
-		var p KeyDeleted
-		if err := e.Decode(&p); err != nil {
-			return err
-		}
-		if p.SecretID != "" {
-			ids = append(ids, p.SecretID)
+		if id := ShreddedSecret(e); id != "" {
+			ids = append(ids, id)
 		}
 	}
 	const workers = 16

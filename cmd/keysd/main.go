@@ -137,6 +137,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	})
 	workers.Go(func() {
+		if err := bus.ServeShredder(workCtx, eventLog, infraSvc, logger.With("component", "shredder")); err != nil {
+			logger.Error("shredder stopped", "err", err)
+		}
+	})
+	workers.Go(func() {
 		if err := bus.ServeSubstitute(workCtx, conn, tokenSvc, infraSvc, logger.With("component", "rpc")); err != nil {
 			logger.Error("substitution responder stopped", "err", err)
 		}

@@ -1,0 +1,58 @@
+package bus
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// ShredderConsumer is the durable consumer that destroys the data keys of
+// deleted and replaced private halves.
+const ShredderConsumer = "shredder"
+
+// ServeShredder destroys the data key named by every KeyDeleted and every
+// KeyUpdated that replaced a private half, until ctx ends. Writers destroy
+// it themselves right after their event is stored; the shredder makes sure
+// of it when a writer crashed in between, so crypto-shredding holds
+// whatever fails. Replicas share the durable consumer; destroying twice is
+// harmless.
+func ServeShredder(ctx context.Context, l *EventLog, keys *domain.InfraKeyService, logger *slog.Logger) error {
+	cfg := jetstream.ConsumerConfig{
+		Durable:        ShredderConsumer,
+		Description:    "destroys the data keys of deleted and replaced private halves",
+		FilterSubjects: []string{KindSubjects(domain.OwnerShared), KindSubjects(domain.OwnerInstance)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        30 * time.Second,
+		MaxAckPending:  256,
+	}
+	return work(ctx, l.Stream(), cfg, logger, func(ctx context.Context, m jetstream.Msg) {
+		switch m.Headers().Get(HeaderEventType) {
+		case domain.TypeKeyDeleted, domain.TypeKeyUpdated:
+		default:
+			_ = m.Ack()
+			return
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			_ = m.Term()
+			return
+		}
+		r, err := Decode(m.Subject(), md.Sequence.Stream, m.Data())
+		if err != nil {
+			logger.Error("shredder: undecodable event; skipped", "seq", md.Sequence.Stream, "err", err)
+			_ = m.Term()
+			return
+		}
+		if err := keys.Shred(ctx, []domain.Event{r.Event}); err != nil {
+			logger.Warn("shredder: destroy failed; will retry", "seq", r.Seq, "err", err)
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.Ack()
+	})
+}
