@@ -48,7 +48,14 @@ func openBucket(ctx context.Context, c *bus.Conn, name, description string) (jet
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 	}
-	kv, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+	// A fresh cluster may have no JetStream leader yet, and replicas
+	// starting together create the bucket at once: a single call can time
+	// out where a retry succeeds (FACTS.md §3).
+	var kv jetstream.KeyValue
+	err := bus.Retry(ctx, func(ctx context.Context) (err error) {
+		kv, err = c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("projections: bucket %s: %w", name, err)
 	}
@@ -57,7 +64,11 @@ func openBucket(ctx context.Context, c *bus.Conn, name, description string) (jet
 
 // needsRebuild reports whether the bucket lacks a current marker.
 func needsRebuild(ctx context.Context, kv jetstream.KeyValue, name string, schema int) (bool, error) {
-	e, err := kv.Get(ctx, metaKey)
+	var e jetstream.KeyValueEntry
+	err := bus.Retry(ctx, func(ctx context.Context) (err error) {
+		e, err = kv.Get(ctx, metaKey)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return true, nil
 	}
