@@ -4,11 +4,13 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -21,7 +23,10 @@ import (
 type Config struct {
 	// URL of an external NATS deployment; empty embeds a server.
 	URL string
-	// CredsFile authenticates to the external deployment (optional).
+	// CredsFile authenticates to the external deployment (optional): a
+	// NATS credentials file (user JWT and seed, for operator-mode
+	// deployments) or an NKey seed file (for servers that list NKey users
+	// in their configuration, as deploy/nats does).
 	CredsFile string
 	// StoreDir is where the embedded server keeps JetStream files.
 	StoreDir string
@@ -71,7 +76,11 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 			opts = append(opts, cfg.Access.serviceOption())
 		}
 	} else if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		auth, err := credentials(cfg.CredsFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, auth)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -84,6 +93,25 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("bus: JetStream: %w", err)
 	}
 	return c, nil
+}
+
+// credentials returns the authentication option for file: a user JWT
+// with its seed when the file holds a JWT, else the NKey of the seed alone.
+func credentials(file string) (nats.Option, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("bus: NATS credentials: %w", err)
+	}
+	isJWT := bytes.Contains(data, []byte("BEGIN NATS USER JWT"))
+	clear(data)
+	if isJWT {
+		return nats.UserCredentials(file), nil
+	}
+	auth, err := nats.NkeyOptionFromSeed(file)
+	if err != nil {
+		return nil, fmt.Errorf("bus: NATS credentials %s: neither a credentials file nor an NKey seed: %w", file, err)
+	}
+	return auth, nil
 }
 
 // Embedded reports whether this connection runs its own server.

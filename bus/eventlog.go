@@ -282,6 +282,12 @@ func OwnerFromSubject(subject string) (domain.Owner, error) {
 	return domain.Owner{Kind: kind, ID: id}, nil
 }
 
+// Retry runs f with a short per-call timeout until it succeeds, a
+// definitive error comes back, or ctx ends: for JetStream calls outside
+// this package that must ride out a cluster without a leader (at start-up,
+// during an election).
+func Retry(ctx context.Context, f func(context.Context) error) error { return retry(ctx, f) }
+
 // retry runs f with a short per-call timeout until it succeeds, a
 // definitive error comes back, or ctx ends.
 func retry(ctx context.Context, f func(context.Context) error) error {

@@ -148,6 +148,9 @@ func (s *AccountService) run(ctx context.Context, login string, decide func(*Acc
 		}
 		after, err := s.Repo.AppendAccount(ctx, login, version, evs)
 		if errors.Is(err, ErrVersionConflict) {
+			if err := ConflictBackoff(ctx, attempt); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		return after, err

@@ -459,6 +459,9 @@ func (s *InfraKeyService) runShared(ctx context.Context, name string, decide fun
 		}
 		after, err := s.Repo.AppendShared(ctx, name, st.Version, evs)
 		if errors.Is(err, ErrVersionConflict) {
+			if err := ConflictBackoff(ctx, attempt); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		return after, err
@@ -481,6 +484,9 @@ func (s *InfraKeyService) runInstance(ctx context.Context, id string, decide fun
 		}
 		after, err := s.Repo.AppendInstance(ctx, id, in.Version, evs)
 		if errors.Is(err, ErrVersionConflict) {
+			if err := ConflictBackoff(ctx, attempt); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		return after, err

@@ -48,6 +48,9 @@ func (s *TokenService) Revoke(ctx context.Context, id string, m Meta) (*Token, e
 		}
 		after, err := s.Repo.AppendToken(ctx, id, t.Version, evs)
 		if errors.Is(err, ErrVersionConflict) {
+			if err := ConflictBackoff(ctx, attempt); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		return after, err

@@ -82,11 +82,20 @@ func (s *docStore[T]) load(ctx context.Context, id string) (*T, error) {
 
 // append appends events if the owner's version is still expected, then
 // brings its document up to date, so the writer's next read sees them.
+//
+// Once the append succeeded the write is done, whatever happens to the
+// document: if it cannot be stored (other replicas keep moving it, the
+// bucket is unavailable) the state is computed from the log instead, and
+// the projection consumer brings the document up to date later.
 func (s *docStore[T]) append(ctx context.Context, id string, expected uint64, events []domain.Event) (*T, error) {
 	if _, err := s.log.Append(ctx, s.owner(id), expected, events); err != nil {
 		return nil, err
 	}
-	return s.refresh(ctx, id)
+	doc, err := s.refresh(ctx, id)
+	if err != nil {
+		return s.load(ctx, id)
+	}
+	return doc, nil
 }
 
 // refresh brings the document of id up to date with the log.
@@ -107,8 +116,13 @@ func (s *docStore[T]) refresh(ctx context.Context, id string) (*T, error) {
 		if after == nil || s.version(after) == before {
 			return after, nil
 		}
-		if err := s.store(ctx, id, after, rev); errors.Is(err, jetstream.ErrKeyExists) {
-			continue // someone else moved it; read again
+		if err := s.store(ctx, id, after, rev); errors.Is(err, errMoved) {
+			// Someone else moved it, or is moving it, or our read came
+			// from a follower that lags: read again after a pause.
+			if err := domain.ConflictBackoff(ctx, attempt); err != nil {
+				return nil, err
+			}
+			continue
 		} else if err != nil {
 			return nil, err
 		}
@@ -117,7 +131,11 @@ func (s *docStore[T]) refresh(ctx context.Context, id string) (*T, error) {
 	return nil, domain.Errorf(domain.EUNAVAILABLE, "read model busy; retry")
 }
 
+// errMoved: the document is no longer at the revision a store expected.
+var errMoved = errors.New("projections: document changed meanwhile")
+
 // store writes a document with compare-and-set on rev (0: must not exist).
+// A lost race comes back as errMoved.
 func (s *docStore[T]) store(ctx context.Context, id string, doc *T, rev uint64) error {
 	data, err := json.Marshal(doc)
 	if err != nil {
@@ -127,6 +145,12 @@ func (s *docStore[T]) store(ctx context.Context, id string, doc *T, rev uint64) 
 		_, err = s.kv.Create(ctx, s.key(id), data)
 	} else {
 		_, err = s.kv.Update(ctx, s.key(id), data, rev)
+	}
+	// A compare-and-set conflict is error 10071 on a single server, which
+	// nats.go reports as ErrKeyExists, and 10164 on replicated buckets,
+	// which Update reports only as ErrKeyRevisionMismatch (FACTS.md §3).
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("%w: %w", errMoved, err)
 	}
 	return err
 }
@@ -194,7 +218,10 @@ func (s *docStore[T]) replace(ctx context.Context, id string, rebuilt *T) error 
 		if err != nil {
 			return err
 		}
-		if err := s.store(ctx, id, doc, rev); errors.Is(err, jetstream.ErrKeyExists) {
+		if err := s.store(ctx, id, doc, rev); errors.Is(err, errMoved) {
+			if err := domain.ConflictBackoff(ctx, attempt); err != nil {
+				return err
+			}
 			continue
 		} else if err != nil {
 			return err

@@ -37,9 +37,13 @@ type meta struct {
 
 const metaKey = "meta"
 
-// openBucket creates the bucket if needed. On a cluster, direct gets are
-// turned off so reads come from the stream leader and see every write the
-// leader acknowledged (FACTS.md §3: followers may lag).
+// openBucket creates the bucket if needed. On a cluster, reads of a bucket
+// are direct gets that any replica answers, the nearest first, and a
+// follower may lag (FACTS.md §3): a document read may be stale. That is
+// allowed for: reads add the owner's events after the document, read from
+// the event stream's leader (docStore.load), and writes to a document are
+// compare-and-set on the leader, so a stale read costs a retry, never a
+// lost update.
 func openBucket(ctx context.Context, c *bus.Conn, name, description string) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{
 		Bucket:      name,
@@ -48,7 +52,14 @@ func openBucket(ctx context.Context, c *bus.Conn, name, description string) (jet
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 	}
-	kv, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+	// A fresh cluster may have no JetStream leader yet, and replicas
+	// starting together create the bucket at once: a single call can time
+	// out where a retry succeeds (FACTS.md §3).
+	var kv jetstream.KeyValue
+	err := bus.Retry(ctx, func(ctx context.Context) (err error) {
+		kv, err = c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("projections: bucket %s: %w", name, err)
 	}
@@ -57,7 +68,11 @@ func openBucket(ctx context.Context, c *bus.Conn, name, description string) (jet
 
 // needsRebuild reports whether the bucket lacks a current marker.
 func needsRebuild(ctx context.Context, kv jetstream.KeyValue, name string, schema int) (bool, error) {
-	e, err := kv.Get(ctx, metaKey)
+	var e jetstream.KeyValueEntry
+	err := bus.Retry(ctx, func(ctx context.Context) (err error) {
+		e, err = kv.Get(ctx, metaKey)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return true, nil
 	}
@@ -70,6 +85,19 @@ func needsRebuild(ctx context.Context, kv jetstream.KeyValue, name string, schem
 	}
 	return m.Projection != name || m.Schema != schema, nil
 }
+
+// Replicas share each projection's durable consumer: JetStream hands every
+// event to one of them, and gives an event that a replica took but never
+// acknowledged (it died) to another after projectionAckWait. That bounds
+// how long a dead replica's share of the work waits, so it is short, and a
+// replica takes few events at a time (projectionBatch). A slow apply that
+// outlives it is delivered twice, which costs work, not correctness:
+// handle brings the owner's document up to the log with compare-and-set,
+// so applying an event again, or out of order, changes nothing.
+const (
+	projectionAckWait = 5 * time.Second
+	projectionBatch   = 64
+)
 
 // runConsumer keeps the projection up to date from a durable consumer
 // until ctx ends. handle must be idempotent: a message may be delivered
@@ -85,7 +113,7 @@ func runConsumer(ctx context.Context, log *bus.EventLog, logger *slog.Logger, na
 			FilterSubjects: filters,
 			DeliverPolicy:  jetstream.DeliverAllPolicy,
 			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        30 * time.Second,
+			AckWait:        projectionAckWait,
 			MaxAckPending:  1024,
 		})
 		cancel()
@@ -117,7 +145,7 @@ func runConsumer(ctx context.Context, log *bus.EventLog, logger *slog.Logger, na
 			return
 		}
 		_ = m.Ack()
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(projectionBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if ctx.Err() == nil {
 			logger.Debug("projection consumer", "projection", name, "err", err)
 		}

@@ -118,7 +118,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded NATS server's files (KEYSD_DATA_DIR)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (KEYSD_HTTP_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS deployment; empty embeds a server (KEYSD_NATS_URL)")
-	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials file for the external NATS deployment (KEYSD_NATS_CREDS)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials for the external NATS deployment: a .creds file or an NKey seed file (KEYSD_NATS_CREDS)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "host:port where the embedded NATS server accepts drivers, the resource manager and audit consumers, with NKeys written under <data-dir>/nats; empty: none (KEYSD_NATS_LISTEN)")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of the stream and buckets; 3 on a cluster (KEYSD_REPLICAS)")
 	fs.StringVar(&c.BootstrapAccount, "bootstrap-account", c.BootstrapAccount, "operator account to ensure at start-up (KEYSD_BOOTSTRAP_ACCOUNT)")

@@ -1,0 +1,209 @@
+package clustertest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/domain"
+	"github.com/infrakeys/infrakeys/projections"
+)
+
+// TestCluster runs the checks that leave the cluster whole on one cluster:
+// three NATS servers, two keysd replicas on different servers.
+func TestCluster(t *testing.T) {
+	c := MustStartCluster(t)
+	a, b := c.replica[0], c.replica[1]
+	nc := c.Connect(t)
+
+	t.Run("ReadYourWritesAcrossReplicas", func(t *testing.T) {
+		alice := c.MustCreateAccount(t, a, "alice")
+		for i := range 20 {
+			// Alternate which replica writes and which reads.
+			w, r := a, b
+			if i%2 == 1 {
+				w, r = b, a
+			}
+			name := fmt.Sprintf("key-%d", i)
+			var created keyView
+			data := alice.MustDo(t, w.url, http.MethodPost, "/alice/keys",
+				map[string]any{"name": name, "key": AuthorizedKey(t, MustKey(t), name)}, http.StatusCreated)
+			if err := json.Unmarshal(data, &created); err != nil {
+				t.Fatal(err)
+			}
+			var got keyView
+			data = alice.MustDo(t, r.url, http.MethodGet, "/alice/keys/"+name, nil, http.StatusOK)
+			if err := json.Unmarshal(data, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Fingerprint != created.Fingerprint {
+				t.Fatalf("%s via %s: fingerprint %s, created %s via %s", name, r.name, got.Fingerprint, created.Fingerprint, w.name)
+			}
+			if i%3 == 0 {
+				alice.MustDo(t, r.url, http.MethodDelete, "/alice/keys/"+name, nil, http.StatusNoContent)
+				alice.MustDo(t, w.url, http.MethodGet, "/alice/keys/"+name, nil, http.StatusNotFound)
+				alice.MustDo(t, w.url, http.MethodGet, "/alice/keys/"+url.PathEscape(created.Fingerprint), nil, http.StatusNotFound)
+			}
+		}
+	})
+
+	t.Run("ProjectionsConvergeOnTheLog", func(t *testing.T) {
+		// Writers on both replicas, several per account, so appends
+		// conflict across replicas and both replicas' consumers see events
+		// the other wrote.
+		var clients []*client
+		for i := range 3 {
+			clients = append(clients, c.MustCreateAccount(t, c.replica[i%2], fmt.Sprintf("conv%d", i)))
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for g := range 6 {
+			cl := clients[g%len(clients)]
+			wg.Go(func() {
+				for i := range 15 {
+					via := c.replica[(g+i)%2]
+					name := fmt.Sprintf("g%d-%d", g, i)
+					status, body, err := cl.Do(via.url, http.MethodPost, "/"+cl.login+"/keys",
+						map[string]any{"name": name, "key": AuthorizedKey(t, MustKey(t), name)})
+					if err != nil || status != http.StatusCreated {
+						errs <- fmt.Errorf("create %s via %s: %d %s %v", name, via.name, status, body, err)
+						return
+					}
+					if i%4 == 3 { // delete an earlier key through the other replica
+						other := c.replica[(g+i+1)%2]
+						old := fmt.Sprintf("g%d-%d", g, i-2)
+						if status, body, err := cl.Do(other.url, http.MethodDelete, "/"+cl.login+"/keys/"+old, nil); err != nil || status != http.StatusNoContent {
+							errs <- fmt.Errorf("delete %s via %s: %d %s %v", old, other.name, status, body, err)
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if t.Failed() {
+			return
+		}
+		Eventually(t, 60*time.Second, "projections caught up", func() error { return projectionsIdle(nc) })
+		want := MustMatchLog(t, nc)
+		// Both replicas answer the same, and what the log says.
+		for _, cl := range clients {
+			for _, r := range c.replica {
+				var keys []keyView
+				if err := json.Unmarshal(cl.MustDo(t, r.url, http.MethodGet, "/"+cl.login+"/keys", nil, http.StatusOK), &keys); err != nil {
+					t.Fatal(err)
+				}
+				if got, want := keyNames(keys), accountKeyNames(want[cl.login]); !slices.Equal(got, want) {
+					t.Errorf("%s via %s: keys %v, the log says %v", cl.login, r.name, got, want)
+				}
+			}
+		}
+	})
+
+	t.Run("ReadsStayConsistentWhileTheReadModelLags", func(t *testing.T) {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Make the server b is connected to a follower of the bucket:
+		// b's bucket reads are then served there (direct gets prefer the
+		// local replica), and may lag the leader.
+		bucket := "KV_" + projections.AccountsBucket
+		Eventually(t, 30*time.Second, "bucket leader away from "+b.name+"'s server", func() error {
+			leader := streamLeader(js, bucket)
+			if leader == "" || leader != c.servers[1].Name() {
+				return nil
+			}
+			_, _ = nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+bucket, nil, 5*time.Second)
+			return fmt.Errorf("leader still %s", leader)
+		})
+
+		ctx := context.Background()
+		kv, err := js.KeyValue(ctx, projections.AccountsBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bob := c.MustCreateAccount(t, a, "bob")
+		early, err := kv.Get(ctx, "account.bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 30 {
+			name := fmt.Sprintf("lag-%d", i)
+			bob.MustDo(t, a.url, http.MethodPost, "/bob/keys", map[string]any{"name": name, "key": AuthorizedKey(t, MustKey(t), name)}, http.StatusCreated)
+			bob.MustDo(t, b.url, http.MethodGet, "/bob/keys/"+name, nil, http.StatusOK)
+		}
+
+		// A read model that lags by many events, as a follower that fell
+		// behind would serve it: put back the document from before those
+		// writes. Reads through either replica still see every write (the
+		// log's tail is read from the stream leader), and the next write
+		// repairs the document.
+		current, err := kv.Get(ctx, "account.bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Update(ctx, "account.bob", early.Value(), current.Revision()); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.replica {
+			var keys []keyView
+			if err := json.Unmarshal(bob.MustDo(t, r.url, http.MethodGet, "/bob/keys", nil, http.StatusOK), &keys); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := len(keys), 31; got != want {
+				t.Errorf("via %s with a lagging read model: %d keys, want %d", r.name, got, want)
+			}
+		}
+		bob.MustDo(t, b.url, http.MethodPost, "/bob/keys", map[string]any{"name": "repair", "key": AuthorizedKey(t, MustKey(t), "repair")}, http.StatusCreated)
+		Eventually(t, 30*time.Second, "projections caught up", func() error { return projectionsIdle(nc) })
+		MustMatchLog(t, nc)
+	})
+}
+
+// streamLeader returns the name of the server leading stream, or "".
+func streamLeader(js jetstream.JetStream, stream string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return ""
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		return ""
+	}
+	return info.Cluster.Leader
+}
+
+func keyNames(keys []keyView) []string {
+	var out []string
+	for _, k := range keys {
+		out = append(out, k.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func accountKeyNames(a *domain.Account) []string {
+	var out []string
+	if a != nil {
+		for _, k := range a.Keys {
+			out = append(out, k.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
