@@ -32,7 +32,7 @@ func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService
 		FilterSubject: KindSubjects(domain.OwnerInstance),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       10 * time.Second,
 		MaxAckPending: 256,
 	}
 	return work(ctx, l.Stream(), cfg, logger, func(ctx context.Context, m jetstream.Msg) {
@@ -51,7 +51,7 @@ func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService
 			_ = m.Term()
 			return
 		}
-		stop := keepAlive(m, 5*time.Second)
+		stop := keepAlive(m, 3*time.Second)
 		defer stop()
 		start := time.Now()
 		meta := domain.Meta{Actor: "keysd-cascade", CorrelationID: r.Event.CorrelationID}

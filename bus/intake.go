@@ -101,7 +101,7 @@ func ServeIntake(ctx context.Context, c *Conn, stream jetstream.Stream, svc *dom
 		Description:   "turns driver messages into key events",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       10 * time.Second,
 		MaxAckPending: 256,
 	}
 	return work(ctx, stream, cfg, logger, func(ctx context.Context, m jetstream.Msg) {

@@ -27,7 +27,7 @@ func ServeShredder(ctx context.Context, l *EventLog, keys *domain.InfraKeyServic
 		FilterSubjects: []string{KindSubjects(domain.OwnerShared), KindSubjects(domain.OwnerInstance)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        30 * time.Second,
+		AckWait:        10 * time.Second,
 		MaxAckPending:  256,
 	}
 	return work(ctx, l.Stream(), cfg, logger, func(ctx context.Context, m jetstream.Msg) {

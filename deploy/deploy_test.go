@@ -102,6 +102,9 @@ func TestNATSConfig(t *testing.T) {
 	if !opts.JetStream || !opts.SyncAlways {
 		t.Errorf("jetstream = %v, sync_interval always = %v; want both", opts.JetStream, opts.SyncAlways)
 	}
+	if got, want := opts.MaxPayload, int32(bus.MaxPayload); got != want {
+		t.Errorf("max_payload = %d, want %d as the embedded server (bus.MaxPayload)", got, want)
+	}
 	if got, want := len(opts.Routes), 3; got != want {
 		t.Errorf("cluster routes = %d, want %d", got, want)
 	}
