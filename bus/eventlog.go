@@ -51,7 +51,17 @@ type EventLog struct {
 	js     jetstream.JetStream
 	nc     *nats.Conn
 	stream jetstream.Stream
+	obs    AppendObserver
 }
+
+// AppendObserver learns how long each append took and how it ended
+// (metrics).
+type AppendObserver interface {
+	Appended(events int, took time.Duration, err error)
+}
+
+// Observe makes obs learn of every append. Call it before the log is used.
+func (l *EventLog) Observe(obs AppendObserver) { l.obs = obs }
 
 // OpenEventLog creates or updates the event stream and returns the log.
 // Events are kept forever; the stream refuses deletes and purges, because
@@ -110,7 +120,11 @@ func (l *EventLog) Stream() jetstream.Stream { return l.stream }
 // One event is a plain publish; several are one atomic batch. Either way,
 // when the acknowledgement is lost (a timeout, a leader change) Append looks
 // at the owner's last event: if it is ours, the write happened.
-func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint64, events []domain.Event) (uint64, error) {
+func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint64, events []domain.Event) (seq uint64, err error) {
+	if l.obs != nil {
+		start := time.Now()
+		defer func() { l.obs.Appended(len(events), time.Since(start), err) }()
+	}
 	if len(events) == 0 {
 		return 0, errors.New("bus: append of no events")
 	}

@@ -47,13 +47,17 @@ func (s *Server) requestContext(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
+		took := time.Since(start)
+		if s.cfg.Observer != nil {
+			s.cfg.Observer.ObserveRequest(c.Request().Method, c.Path(), c.Response().Status, took)
+		}
 		s.log.Info("request",
 			"requestId", id,
 			"method", c.Request().Method,
 			"route", c.Path(),
 			"status", c.Response().Status,
 			"bytes", c.Response().Size,
-			"ms", time.Since(start).Milliseconds(),
+			"ms", took.Milliseconds(),
 			"actor", actorOf(c),
 		)
 		return nil

@@ -16,6 +16,9 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
 	e.GET("/openapi.yaml", s.handleOpenAPI)
+	if s.cfg.Metrics != nil {
+		e.GET("/metrics", s.handleMetrics)
+	}
 
 	// CloudAPI account keys (FACTS.md §1). "my" stands for the signer.
 	keys := e.Group("", s.authenticate)

@@ -44,9 +44,29 @@ type Config struct {
 	ClockSkew time.Duration
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
-	// Ready reports whether the service can serve (bus reachable,
-	// projections caught up); nil means always.
-	Ready func(ctx context.Context) error
+	// ReadyChecks must all pass for GET /readyz to answer 200 (bus
+	// reachable, projections caught up); none means always ready.
+	ReadyChecks []ReadyCheck
+	// Observer learns of every request answered (metrics); optional.
+	Observer RequestObserver
+	// Metrics serves GET /metrics; nil leaves the route out.
+	Metrics http.Handler
+}
+
+// ReadyCheck is one condition of readiness.
+type ReadyCheck struct {
+	// Name says what is checked, in the /readyz body ("eventLog",
+	// "projection:accounts").
+	Name string
+	// Check returns nil when the condition holds, else why not. Its
+	// message is shown to anyone who asks /readyz: no secrets in it.
+	Check func(ctx context.Context) error
+}
+
+// RequestObserver learns of every request answered (metrics). route is
+// the route's template ("/:login/keys"), "" when no route matched.
+type RequestObserver interface {
+	ObserveRequest(method, route string, status int, took time.Duration)
 }
 
 // Server is the HTTP server of keysd.

@@ -99,6 +99,30 @@ const (
 	projectionBatch   = 64
 )
 
+// ConsumerName is the durable consumer that keeps projection name up to
+// date, shared by every replica.
+func ConsumerName(name string) string { return "projection-" + name }
+
+// ErrNotRunning is returned by Lag for a projection whose consumer does
+// not exist yet: it has not started.
+var ErrNotRunning = errors.New("projection consumer not running")
+
+// Lag returns how many events of the log projection name's consumer has
+// not applied yet: those not delivered plus those delivered but not yet
+// acknowledged. Reads stay correct while a projection lags (they read the
+// log's tail); they only get slower.
+func Lag(ctx context.Context, log *bus.EventLog, name string) (uint64, error) {
+	c, err := log.Stream().Consumer(ctx, ConsumerName(name))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, fmt.Errorf("%s: %w", name, ErrNotRunning)
+	}
+	if err != nil {
+		return 0, err
+	}
+	info := c.CachedInfo() // fetched by Consumer just now
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
 // runConsumer keeps the projection up to date from a durable consumer
 // until ctx ends. handle must be idempotent: a message may be delivered
 // more than once, and replicas share the consumer.
@@ -108,7 +132,7 @@ func runConsumer(ctx context.Context, log *bus.EventLog, logger *slog.Logger, na
 		var err error
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		cons, err = log.Stream().CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
-			Durable:        "projection-" + name,
+			Durable:        ConsumerName(name),
 			Description:    "keeps the " + name + " read model up to date",
 			FilterSubjects: filters,
 			DeliverPolicy:  jetstream.DeliverAllPolicy,

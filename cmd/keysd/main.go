@@ -71,6 +71,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	intake, err := bus.OpenIntake(ctx, conn)
+	if err != nil {
+		return err
+	}
 	accounts, err := projections.OpenAccounts(ctx, conn, eventLog, logger.With("component", "projections"))
 	if err != nil {
 		return err
@@ -83,6 +87,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	projectionNames := []string{accounts.Name(), infra.Name(), tokens.Name()}
+	met := newMetrics(eventLog, intake, projectionNames, logger.With("component", "metrics"))
+	eventLog.Observe(met)
 	dataKeys, err := bus.OpenDataKeys(ctx, conn)
 	if err != nil {
 		return err
@@ -103,10 +110,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("bootstrap operator account present", "login", cfg.BootstrapAccount)
 	}
 
-	intake, err := bus.OpenIntake(ctx, conn)
-	if err != nil {
-		return err
-	}
 	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOrphan: eventLog.AppendOnce}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -122,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		})
 	}
 	workers.Go(func() {
-		if err := bus.ServeIntake(workCtx, conn, intake, intakeSvc, nil, logger.With("component", "intake")); err != nil {
+		if err := bus.ServeIntake(workCtx, conn, intake, intakeSvc, met, logger.With("component", "intake")); err != nil {
 			logger.Error("intake stopped", "err", err)
 		}
 	})
@@ -132,7 +135,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	})
 	workers.Go(func() {
-		if err := bus.ServeCascade(workCtx, eventLog, infraSvc, nil, logger.With("component", "cascade")); err != nil {
+		if err := bus.ServeCascade(workCtx, eventLog, infraSvc, met, logger.With("component", "cascade")); err != nil {
 			logger.Error("cascade stopped", "err", err)
 		}
 	})
@@ -166,10 +169,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger:                logger.With("component", "http"),
 		AllowLegacySignatures: cfg.AllowLegacySignatures,
 		ClockSkew:             cfg.ClockSkew,
-		Ready: func(ctx context.Context) error {
-			_, err := eventLog.LastSeq(ctx)
-			return err
-		},
+		ReadyChecks:           readyChecks(eventLog, projectionNames),
+		Observer:              met,
+		Metrics:               met.Handler(),
 	})
 	l, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/infrakeys/infrakeys/bus"
+	khttp "github.com/infrakeys/infrakeys/http"
+	"github.com/infrakeys/infrakeys/metrics"
+	"github.com/infrakeys/infrakeys/projections"
+)
+
+// readyMaxLag is how many events a projection may have left to apply and
+// still count as caught up. Not zero: under a steady write load a
+// projection that keeps up still has the last few events in flight, and a
+// replica must not drop out of its load balancer for that. Reads stay
+// correct while a projection lags (they read the log's tail); a projection
+// far behind makes them slow, which is what this guards against.
+const readyMaxLag = 1000
+
+// readyChecks are the conditions of GET /readyz: the event log answers,
+// and every projection's consumer runs and is caught up.
+func readyChecks(log *bus.EventLog, names []string) []khttp.ReadyCheck {
+	checks := []khttp.ReadyCheck{{Name: "eventLog", Check: func(ctx context.Context) error {
+		if _, err := log.LastSeq(ctx); err != nil {
+			return fmt.Errorf("event log unavailable: %v", err)
+		}
+		return nil
+	}}}
+	for _, name := range names {
+		checks = append(checks, khttp.ReadyCheck{Name: "projection:" + name, Check: func(ctx context.Context) error {
+			lag, err := projections.Lag(ctx, log, name)
+			if err != nil {
+				return err
+			}
+			if lag > readyMaxLag {
+				return fmt.Errorf("%d events behind the log", lag)
+			}
+			return nil
+		}})
+	}
+	return checks
+}
+
+// newMetrics registers keysd's metrics, with the probes read at each
+// scrape.
+func newMetrics(log *bus.EventLog, intake jetstream.Stream, names []string, logger *slog.Logger) *metrics.Metrics {
+	return metrics.New(metrics.Probes{
+		LastSeq: log.LastSeq,
+		ProjectionLag: func(ctx context.Context) (map[string]uint64, error) {
+			lags := make(map[string]uint64, len(names))
+			for _, name := range names {
+				lag, err := projections.Lag(ctx, log, name)
+				if err != nil {
+					return lags, err
+				}
+				lags[name] = lag
+			}
+			return lags, nil
+		},
+		CascadeBacklog: func(ctx context.Context) (uint64, error) { return bus.CascadeBacklog(ctx, log) },
+		IntakeBacklog:  func(ctx context.Context) (uint64, error) { return bus.IntakeBacklog(ctx, intake) },
+	}, logger)
+}

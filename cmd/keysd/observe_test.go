@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/infrakeys/infrakeys/bus"
+)
+
+const lmShared = "/api/resource-manager/infrastructure-keys/shared"
+
+// MustStartWithIntake starts keysd with its embedded NATS server listening
+// for drivers, and returns it with a JetStream client connected as the
+// driver role.
+func MustStartWithIntake(tb testing.TB) (*keysd, jetstream.JetStream) {
+	tb.Helper()
+	addr := freeAddr(tb)
+	k := MustStart(tb, map[string]string{"KEYSD_NATS_LISTEN": addr})
+	nc, err := bus.ConnectRole("nats://"+addr, bus.RoleDriver, bus.SeedFile(filepath.Join(k.DataDir, "nats"), bus.RoleDriver))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k, js
+}
+
+// scrape returns the metric families keysd exposes on /metrics.
+func (k *keysd) scrape(tb testing.TB) map[string]*dto.MetricFamily {
+	tb.Helper()
+	r := send(tb, newRequest(tb, http.MethodGet, k.URL+"/metrics", nil))
+	if r.StatusCode != http.StatusOK {
+		tb.Fatalf("GET /metrics: %d %s", r.StatusCode, r.Body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(string(r.Body)))
+	if err != nil {
+		tb.Fatalf("GET /metrics: not the Prometheus text format: %v", err)
+	}
+	return families
+}
+
+// metricValue returns the value of the sample of family name whose labels
+// include labels (a counter's or gauge's value, a histogram's count), and
+// whether there is one.
+func metricValue(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	f, ok := families[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+func TestMetrics(t *testing.T) {
+	k, driver := MustStartWithIntake(t)
+	alice := MustAccount(t, k, "alice")
+	if r := alice.Do(t, "GET", "/alice/keys", nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("list: %d", r.StatusCode)
+	}
+	if r := alice.Do(t, "GET", "/alice/keys/nope", nil); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("get missing: %d", r.StatusCode)
+	}
+	if r := k.Admin.Do(t, "DELETE", "/api/resource-manager/infrastructure-keys/instances/vm-1", nil); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("remove instance: %d %s", r.StatusCode, r.Body)
+	}
+	ctx := context.Background()
+	if _, err := driver.Publish(ctx, bus.IntakeKeySubject("vm-2"), []byte("not a key")); err != nil {
+		t.Fatal(err)
+	}
+
+	var families map[string]*dto.MetricFamily
+	eventually(t, 10*time.Second, "the cascade and the intake are counted", func() bool {
+		families = k.scrape(t)
+		cascades, _ := metricValue(families, "keysd_cascade_duration_seconds", nil)
+		rejected, _ := metricValue(families, "keysd_intake_rejections_total", map[string]string{"reason": "malformed"})
+		return cascades >= 1 && rejected == 1
+	})
+
+	t.Run("RequestsByRouteTemplate", func(t *testing.T) {
+		for _, c := range []struct {
+			labels map[string]string
+		}{
+			{map[string]string{"method": "GET", "route": "/:login/keys", "code": "200"}},
+			{map[string]string{"method": "GET", "route": "/:login/keys/:key", "code": "404"}},
+			{map[string]string{"method": "POST", "route": "/--admin/accounts", "code": "201"}},
+			{map[string]string{"method": "DELETE", "route": "/api/resource-manager/infrastructure-keys/instances/:instanceId", "code": "202"}},
+		} {
+			if got, ok := metricValue(families, "keysd_http_requests_total", c.labels); !ok || got < 1 {
+				t.Errorf("keysd_http_requests_total%v = %v (present %v), want >= 1", c.labels, got, ok)
+			}
+		}
+		if got, ok := metricValue(families, "keysd_http_request_duration_seconds", map[string]string{"method": "GET", "route": "/:login/keys"}); !ok || got < 1 {
+			t.Errorf("latency histogram of GET /:login/keys: count %v, want >= 1", got)
+		}
+	})
+
+	t.Run("NoUnboundedLabels", func(t *testing.T) {
+		for name, f := range families {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if v := l.GetValue(); strings.Contains(v, "alice") || strings.Contains(v, "vm-1") || strings.Contains(v, "nope") {
+						t.Errorf("%s has label %s=%q: a login, key or instance in a label", name, l.GetName(), v)
+					}
+				}
+			}
+		}
+	})
+
+	t.Run("Appends", func(t *testing.T) {
+		if got, _ := metricValue(families, "keysd_event_append_duration_seconds", map[string]string{"result": "ok"}); got < 2 {
+			t.Errorf("appends ok = %v, want >= 2 (bootstrap, account, instance removal)", got)
+		}
+		if got, ok := metricValue(families, "keysd_event_log_last_sequence", nil); !ok || got < 2 {
+			t.Errorf("keysd_event_log_last_sequence = %v (present %v)", got, ok)
+		}
+	})
+
+	t.Run("ProjectionLag", func(t *testing.T) {
+		for _, p := range []string{"accounts", "infrakeys", "tokens"} {
+			if _, ok := metricValue(families, "keysd_projection_lag_events", map[string]string{"projection": p}); !ok {
+				t.Errorf("no keysd_projection_lag_events for %s", p)
+			}
+		}
+	})
+
+	t.Run("CascadeAndIntake", func(t *testing.T) {
+		if _, ok := metricValue(families, "keysd_cascade_backlog", nil); !ok {
+			t.Error("no keysd_cascade_backlog")
+		}
+		if _, ok := metricValue(families, "keysd_intake_backlog", nil); !ok {
+			t.Error("no keysd_intake_backlog")
+		}
+		if got, _ := metricValue(families, "keysd_intake_messages_total", map[string]string{"outcome": "rejected"}); got != 1 {
+			t.Errorf("intake rejected = %v, want 1", got)
+		}
+		if got, ok := metricValue(families, "keysd_intake_rejections_total", map[string]string{"reason": "mismatch"}); !ok || got != 0 {
+			t.Errorf("intake rejections for mismatch = %v (present %v), want 0 and present", got, ok)
+		}
+		if got, _ := metricValue(families, "keysd_metrics_probe_errors", nil); got != 0 {
+			t.Errorf("probe errors = %v, want 0", got)
+		}
+	})
+
+	t.Run("Runtime", func(t *testing.T) {
+		for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
+			if _, ok := families[name]; !ok {
+				t.Errorf("no %s", name)
+			}
+		}
+	})
+}
+
+func TestReadyz(t *testing.T) {
+	k := MustStart(t, nil)
+	var body struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	eventually(t, 10*time.Second, "/readyz answers 200", func() bool {
+		r := send(t, newRequest(t, http.MethodGet, k.URL+"/readyz", nil))
+		r.JSON(t, &body)
+		return r.StatusCode == http.StatusOK
+	})
+	if got, want := body.Status, "ready"; got != want {
+		t.Errorf("status = %q, want %q", got, want)
+	}
+	for _, c := range []string{"eventLog", "projection:accounts", "projection:infrakeys", "projection:tokens"} {
+		if got, want := body.Checks[c], "ok"; got != want {
+			t.Errorf("check %s = %q, want %q", c, got, want)
+		}
+	}
+}
+
+// TestLogs checks that keysd logs JSON, that every request line carries
+// the request id the client saw, and that private keys written through
+// the API and the driver intake never reach the logs.
+func TestLogs(t *testing.T) {
+	k, driver := MustStartWithIntake(t)
+
+	_, priv, _ := ed25519.GenerateKey(nil)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	privPEM := string(pem.EncodeToMemory(block))
+	sshPub, _ := ssh.NewPublicKey(priv.Public())
+	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
+	_, other, _ := ed25519.GenerateKey(nil)
+	otherBlock, _ := ssh.MarshalPrivateKey(other, "")
+	otherPEM := string(pem.EncodeToMemory(otherBlock))
+
+	created := k.Admin.Do(t, "POST", lmShared, map[string]any{"name": "deploy", "publicKey": pub, "privateKey": privPEM})
+	if created.StatusCode != http.StatusCreated {
+		t.Fatalf("create shared key: %d %s", created.StatusCode, created.Body)
+	}
+	// Refusals log their cause: it must not quote the key either.
+	if r := k.Admin.Do(t, "POST", lmShared, map[string]any{"name": "mismatch", "publicKey": pub, "privateKey": otherPEM}); r.StatusCode < 400 {
+		t.Fatalf("mismatched pair accepted: %d", r.StatusCode)
+	}
+	if r := k.Admin.Do(t, "POST", lmShared, map[string]any{"name": "broken", "privateKey": otherPEM[:len(otherPEM)/2]}); r.StatusCode < 400 {
+		t.Fatalf("truncated key accepted: %d", r.StatusCode)
+	}
+	if r := k.Admin.Do(t, "GET", lmShared+"/deploy?includePrivateKey=true", nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("get with private key: %d %s", r.StatusCode, r.Body)
+	}
+	ctx := context.Background()
+	if _, err := driver.Publish(ctx, bus.IntakeKeySubject("vm-1"), []byte("driver-key#"+otherPEM+"#"+pub)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the intake logs the mismatched driver key", func() bool {
+		return strings.Contains(k.stderr.String(), `"msg":"intake processed"`)
+	})
+	k.Stop(t)
+	logs := k.stderr.String()
+
+	t.Run("JSON", func(t *testing.T) {
+		sc := bufio.NewScanner(strings.NewReader(logs))
+		sc.Buffer(nil, 1<<20)
+		requests := map[string]bool{}
+		for sc.Scan() {
+			var line map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+				t.Errorf("not a JSON line: %s", sc.Text())
+				continue
+			}
+			for _, field := range []string{"time", "level", "msg"} {
+				if _, ok := line[field]; !ok {
+					t.Errorf("line without %s: %s", field, sc.Text())
+				}
+			}
+			if line["msg"] == "request" {
+				id, _ := line["requestId"].(string)
+				if id == "" {
+					t.Errorf("request line without requestId: %s", sc.Text())
+				}
+				requests[id] = true
+			}
+		}
+		if id := created.Header.Get("Request-Id"); !requests[id] {
+			t.Errorf("no request line with the Request-Id the client saw (%s)", id)
+		}
+	})
+
+	t.Run("NoKeyMaterial", func(t *testing.T) {
+		for _, key := range []string{privPEM, otherPEM} {
+			for _, line := range strings.Split(key, "\n") {
+				if len(line) >= 16 && !strings.HasPrefix(line, "-----") && strings.Contains(logs, line) {
+					t.Errorf("a line of a private key is in the logs: %s", line)
+				}
+			}
+		}
+		if strings.Contains(logs, "PRIVATE KEY") {
+			t.Error("PEM armour of a private key in the logs")
+		}
+	})
+}

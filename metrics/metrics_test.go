@@ -1,0 +1,88 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/infrakeys/infrakeys/domain"
+	"github.com/infrakeys/infrakeys/metrics"
+)
+
+func TestLabelsAreBounded(t *testing.T) {
+	m := metrics.New(metrics.Probes{}, nil)
+	m.ObserveRequest("GET", "/:login/keys", 200, time.Millisecond)
+	m.ObserveRequest("BREW", "", 404, time.Millisecond)
+	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRejected, Reason: domain.ReasonMismatch})
+	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRejected, Reason: "something new"})
+	m.Appended(1, time.Millisecond, nil)
+	m.Appended(1, time.Millisecond, domain.ErrVersionConflict)
+	m.Appended(1, time.Millisecond, errors.New("nats: timeout"))
+
+	want := `
+# HELP keysd_http_requests_total HTTP requests answered, by method, route template and status code.
+# TYPE keysd_http_requests_total counter
+keysd_http_requests_total{code="200",method="GET",route="/:login/keys"} 1
+keysd_http_requests_total{code="404",method="OTHER",route="unmatched"} 1
+# HELP keysd_intake_rejections_total Driver intake messages rejected, by reason (docs/events.md, KeyRejected).
+# TYPE keysd_intake_rejections_total counter
+keysd_intake_rejections_total{reason="duplicate-name"} 0
+keysd_intake_rejections_total{reason="instance-removed"} 0
+keysd_intake_rejections_total{reason="invalid-instance"} 0
+keysd_intake_rejections_total{reason="invalid-key"} 0
+keysd_intake_rejections_total{reason="malformed"} 0
+keysd_intake_rejections_total{reason="mismatch"} 1
+keysd_intake_rejections_total{reason="other"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "keysd_http_requests_total", "keysd_intake_rejections_total"); err != nil {
+		t.Error(err)
+	}
+	if got, want := testutil.CollectAndCount(m.Registry(), "keysd_event_append_duration_seconds"), 3; got != want {
+		t.Errorf("append results = %d, want %d (ok, conflict, error)", got, want)
+	}
+}
+
+func TestProbes(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		m := metrics.New(metrics.Probes{
+			LastSeq:        func(context.Context) (uint64, error) { return 42, nil },
+			ProjectionLag:  func(context.Context) (map[string]uint64, error) { return map[string]uint64{"accounts": 3}, nil },
+			CascadeBacklog: func(context.Context) (uint64, error) { return 7, nil },
+		}, nil)
+		want := `
+# HELP keysd_cascade_backlog Instance events (InstanceRemoved among them) the cascade consumer has not handled yet.
+# TYPE keysd_cascade_backlog gauge
+keysd_cascade_backlog 7
+# HELP keysd_event_log_last_sequence Sequence of the last event in the log.
+# TYPE keysd_event_log_last_sequence gauge
+keysd_event_log_last_sequence 42
+# HELP keysd_metrics_probe_errors Probes that failed during this scrape (their metrics are missing from it).
+# TYPE keysd_metrics_probe_errors gauge
+keysd_metrics_probe_errors 0
+# HELP keysd_projection_lag_events Events in the log that a projection's consumer has not applied yet.
+# TYPE keysd_projection_lag_events gauge
+keysd_projection_lag_events{projection="accounts"} 3
+`
+		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
+			"keysd_cascade_backlog", "keysd_event_log_last_sequence", "keysd_metrics_probe_errors", "keysd_projection_lag_events", "keysd_intake_backlog"); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("ErrUnavailable", func(t *testing.T) {
+		m := metrics.New(metrics.Probes{
+			LastSeq: func(context.Context) (uint64, error) { return 0, errors.New("nats: timeout") },
+		}, nil)
+		want := `
+# HELP keysd_metrics_probe_errors Probes that failed during this scrape (their metrics are missing from it).
+# TYPE keysd_metrics_probe_errors gauge
+keysd_metrics_probe_errors 1
+`
+		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "keysd_event_log_last_sequence", "keysd_metrics_probe_errors"); err != nil {
+			t.Error(err)
+		}
+	})
+}
