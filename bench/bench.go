@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// run measures everything, in order, one phase at a time so that phases
+// never compete for the CPU. A phase that fails is reported and the
+// others still run.
+func (b *bench) run(ctx context.Context) *report {
+	rep := &report{}
+	if err := b.measureAPI(ctx, rep); err != nil {
+		rep.fail("reads and writes", err)
+	}
+	if err := b.measureStore(ctx, rep); err != nil {
+		rep.fail("memory, start-up and rebuild", err)
+	}
+	took, err := b.measureCascade(ctx)
+	switch {
+	case err != nil:
+		rep.fail("cascade", err)
+	default:
+		rep.check(fmt.Sprintf("cascade: InstanceRemoved to the last of %d instance keys gone from the API", b.cfg.CascadeKeys),
+			took.Round(time.Millisecond).String(), "< 1s", took < time.Second)
+	}
+	return rep
+}
+
+// measureAPI runs the read and write comparisons against one keysd.
+func (b *bench) measureAPI(ctx context.Context, rep *report) error {
+	dataDir := b.work + "/api"
+	k, _, err := b.startKeysd(ctx, dataDir)
+	if err != nil {
+		return err
+	}
+	defer k.stop()
+	if err := b.measureReads(ctx, k, rep); err != nil {
+		return err
+	}
+	creates, err := b.measureCreates(ctx, k)
+	if err != nil {
+		return err
+	}
+	if err := k.stop(); err != nil {
+		return fmt.Errorf("keysd exited with %v", err)
+	}
+	model, err := storedEvent(ctx, dataDir)
+	if err != nil {
+		return err
+	}
+	raw, err := b.measureRawPublish(ctx, model)
+	if err != nil {
+		return err
+	}
+	rep.ratio(fmt.Sprintf("CreateKey (read-your-writes) vs raw JetStream publish of %d bytes, SyncAlways, %d in flight", len(model.Data), b.cfg.Concurrency), creates, raw, 0.5)
+	return nil
+}

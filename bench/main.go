@@ -1,0 +1,124 @@
+// Command bench measures keysd against the limits of what it stands on,
+// side by side in one run on one machine, and prints a table of ratios
+// with p50/p99 latencies (docs/BENCHMARKS.md holds the results):
+//
+//  1. authenticated GetKey and ListKeys vs a no-op Echo handler, both
+//     driven by the same load generator (vegeta) with the same signing;
+//  2. CreateKey (read-your-writes) vs raw JetStream publishes of the same
+//     size, the same durability (SyncAlways) and the same concurrency;
+//  3. projection rebuild speed from the log;
+//  4. the cascade: InstanceRemoved to the last of N instance keys gone;
+//  5. resident memory and start-up time of a keysd holding many keys.
+//
+// keysd runs as a real process (built from ./cmd/keysd); so does the
+// no-op server (this binary, re-executed).
+//
+//	go run ./bench                     # the full run, a few minutes
+//	go run ./bench -duration 2s -keys 2000 -cascade-keys 100   # a quick look
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == noopCommand {
+		if err := serveNoop(ctx, os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench noop:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// Config is what one run measures and how hard.
+type Config struct {
+	// Keysd is the keysd binary; empty builds ./cmd/keysd.
+	Keysd string
+	// Self is this program's binary, re-executed as the no-op server;
+	// empty means os.Executable.
+	Self string
+	// WorkDir holds the data directories; empty makes a temporary one.
+	WorkDir string
+	// Duration of each load phase.
+	Duration time.Duration
+	// Concurrency of each load phase: requests (or publishes) in flight.
+	Concurrency int
+	// Keys held by keysd for the memory, start-up and rebuild phase, in
+	// accounts of KeysPerAccount keys.
+	Keys           int
+	KeysPerAccount int
+	// CascadeKeys are the keys of the instance removed in the cascade
+	// phase.
+	CascadeKeys int
+}
+
+func (c *Config) setDefaults() {
+	c.Duration = 10 * time.Second
+	c.Concurrency = 16
+	c.Keys = 100_000
+	c.KeysPerAccount = 10
+	c.CascadeKeys = 1000
+}
+
+// Validate returns every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Duration <= 0 {
+		errs = append(errs, errors.New("-duration must be positive"))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, errors.New("-concurrency must be at least 1"))
+	}
+	if c.Keys < 1 || c.KeysPerAccount < 1 || c.KeysPerAccount > 999 {
+		errs = append(errs, errors.New("-keys must be at least 1 and -keys-per-account 1 to 999 (one atomic batch per account)"))
+	}
+	if c.CascadeKeys < 1 {
+		errs = append(errs, errors.New("-cascade-keys must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg Config
+	cfg.setDefaults()
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Keysd, "keysd", "", "keysd binary (default: build ./cmd/keysd)")
+	fs.StringVar(&cfg.WorkDir, "work-dir", "", "where data directories go (default: a temporary directory, removed after)")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each load phase")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "requests or publishes in flight in each load phase")
+	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "keys keysd holds for the memory, start-up and rebuild phase")
+	fs.IntVar(&cfg.KeysPerAccount, "keys-per-account", cfg.KeysPerAccount, "keys per account in that phase")
+	fs.IntVar(&cfg.CascadeKeys, "cascade-keys", cfg.CascadeKeys, "keys of the instance removed in the cascade phase")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	b, err := newBench(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	rep := b.run(ctx)
+	rep.print(stdout)
+	return rep.err()
+}
