@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -67,6 +68,8 @@ type Config struct {
 	// CascadeKeys are the keys of the instance removed in the cascade
 	// phase.
 	CascadeKeys int
+	// Phases to run, of "api", "store" and "cascade".
+	Phases []string
 }
 
 func (c *Config) setDefaults() {
@@ -75,6 +78,7 @@ func (c *Config) setDefaults() {
 	c.Keys = 100_000
 	c.KeysPerAccount = 10
 	c.CascadeKeys = 1000
+	c.Phases = []string{"api", "store", "cascade"}
 }
 
 // Validate returns every problem with c at once.
@@ -88,6 +92,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Keys < 1 || c.KeysPerAccount < 1 || c.KeysPerAccount > 999 {
 		errs = append(errs, errors.New("-keys must be at least 1 and -keys-per-account 1 to 999 (one atomic batch per account)"))
+	}
+	for _, p := range c.Phases {
+		if p != "api" && p != "store" && p != "cascade" {
+			errs = append(errs, fmt.Errorf("-phases: unknown phase %q (api, store, cascade)", p))
+		}
 	}
 	if c.CascadeKeys < 1 {
 		errs = append(errs, errors.New("-cascade-keys must be at least 1"))
@@ -107,6 +116,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "keys keysd holds for the memory, start-up and rebuild phase")
 	fs.IntVar(&cfg.KeysPerAccount, "keys-per-account", cfg.KeysPerAccount, "keys per account in that phase")
 	fs.IntVar(&cfg.CascadeKeys, "cascade-keys", cfg.CascadeKeys, "keys of the instance removed in the cascade phase")
+	fs.Func("phases", "comma-separated phases to run: api (reads, writes), store (memory, start-up, rebuild), cascade (default: all)", func(v string) error {
+		cfg.Phases = strings.Split(v, ",")
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -1,10 +1,12 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -186,12 +188,47 @@ func (s *docStore[T]) rebuild(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("projections: rebuild %s: %w", s.kind, err)
 	}
-	for id, doc := range docs {
-		if err := s.replace(ctx, id, doc); err != nil {
-			return 0, fmt.Errorf("projections: rebuild %s %s: %w", s.kind, id, err)
-		}
+	if err := s.replaceAll(ctx, docs); err != nil {
+		return 0, err
 	}
 	return last, s.removeUnknown(ctx, docs)
+}
+
+// rebuildWorkers write rebuilt documents concurrently: each write is a few
+// round trips to NATS, which overlap.
+const rebuildWorkers = 16
+
+// replaceAll replaces every document in docs.
+func (s *docStore[T]) replaceAll(ctx context.Context, docs map[string]*T) error {
+	ids := make(chan string)
+	errs := make(chan error, rebuildWorkers)
+	var wg sync.WaitGroup
+	for range rebuildWorkers {
+		wg.Go(func() {
+			for id := range ids {
+				if err := s.replace(ctx, id, docs[id]); err != nil {
+					errs <- fmt.Errorf("projections: rebuild %s %s: %w", s.kind, id, err)
+					return
+				}
+			}
+		})
+	}
+	var err error
+feed:
+	for id := range docs {
+		select {
+		case ids <- id:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(ids)
+	wg.Wait()
+	close(errs)
+	if err == nil {
+		err = <-errs
+	}
+	return err
 }
 
 // replace writes rebuilt (plus any later events) over whatever document id
@@ -218,6 +255,9 @@ func (s *docStore[T]) replace(ctx context.Context, id string, rebuilt *T) error 
 		if err != nil {
 			return err
 		}
+		if rev != 0 && s.same(e.Value(), doc) {
+			return nil // already right: no write, no fsync
+		}
 		if err := s.store(ctx, id, doc, rev); errors.Is(err, errMoved) {
 			if err := domain.ConflictBackoff(ctx, attempt); err != nil {
 				return err
@@ -229,6 +269,12 @@ func (s *docStore[T]) replace(ctx context.Context, id string, rebuilt *T) error 
 		return nil
 	}
 	return domain.Errorf(domain.EUNAVAILABLE, "read model busy; retry")
+}
+
+// same reports whether stored is exactly what doc encodes to.
+func (s *docStore[T]) same(stored []byte, doc *T) bool {
+	data, err := json.Marshal(doc)
+	return err == nil && bytes.Equal(stored, data)
 }
 
 // removeUnknown deletes this kind's documents of owners without events.
