@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,33 +17,19 @@ import (
 	"github.com/infrakeys/infrakeys/domain"
 )
 
-// MustStartListeningURL starts keysd with its embedded NATS server accepting
-// the external roles on a free port, and returns keysd and that URL.
-func MustStartListeningURL(tb testing.TB) (*keysd, string) {
-	tb.Helper()
-	addr := freeAddr(tb)
-	k := MustStart(tb, map[string]string{"KEYSD_NATS_LISTEN": addr})
-	return k, "nats://" + addr
-}
-
-// SeedFile is the NKey seed keysd wrote for role.
-func (k *keysd) SeedFile(role string) string {
-	return bus.SeedFile(filepath.Join(k.DataDir, "nats"), role)
-}
-
 // violations collects the permission violations the server reports to one
 // connection: the server answers a refused publish or subscription with an
 // asynchronous -ERR, not an error from the call.
-type auditViolations struct {
+type violations struct {
 	mu   sync.Mutex
 	errs []string
 	more chan struct{}
 }
 
-func newAuditViolations() *auditViolations { return &auditViolations{more: make(chan struct{}, 1)} }
+func newViolations() *violations { return &violations{more: make(chan struct{}, 1)} }
 
 // handler is the connection's nats.ErrorHandler.
-func (v *auditViolations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
 	if !errors.Is(err, nats.ErrPermissionViolation) {
 		return
 	}
@@ -58,7 +43,7 @@ func (v *auditViolations) handler(_ *nats.Conn, _ *nats.Subscription, err error)
 }
 
 // has reports whether a violation mentions text.
-func (v *auditViolations) has(text string) bool {
+func (v *violations) has(text string) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, e := range v.errs {
@@ -70,7 +55,7 @@ func (v *auditViolations) has(text string) bool {
 }
 
 // all returns the violations seen so far.
-func (v *auditViolations) all() []string {
+func (v *violations) all() []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return append([]string(nil), v.errs...)
@@ -78,7 +63,7 @@ func (v *auditViolations) all() []string {
 
 // MustBeRefused waits until the server has refused op ("Publish" or
 // "Subscription") on subject.
-func (v *auditViolations) MustBeRefused(tb testing.TB, op, subject string) {
+func (v *violations) MustBeRefused(tb testing.TB, op, subject string) {
 	tb.Helper()
 	text := fmt.Sprintf("Permissions Violation for %s to %q", op, subject)
 	deadline := time.After(10 * time.Second)
@@ -91,12 +76,12 @@ func (v *auditViolations) MustBeRefused(tb testing.TB, op, subject string) {
 	}
 }
 
-// MustConnectRoleURL connects to keysd's NATS as role, collecting
-// permission violations.
-func MustConnectRoleURL(tb testing.TB, k *keysd, url, role string) (*nats.Conn, *auditViolations) {
+// MustConnectRole connects to keysd's NATS listener as role, with the
+// seed keysd wrote, collecting permission violations.
+func MustConnectRole(tb testing.TB, k *keysd, role string) (*nats.Conn, *violations) {
 	tb.Helper()
-	v := newAuditViolations()
-	nc, err := bus.ConnectRole(url, role, k.SeedFile(role), nats.ErrorHandler(v.handler))
+	v := newViolations()
+	nc, err := bus.ConnectRole(k.natsURL(), role, k.SeedFile(role), nats.ErrorHandler(v.handler))
 	if err != nil {
 		tb.Fatalf("connect as %s: %v", role, err)
 	}
@@ -108,8 +93,8 @@ func MustConnectRoleURL(tb testing.TB, k *keysd, url, role string) (*nats.Conn, 
 // nothing else: no writes, no service consumers, no other stream, nobody
 // else's replies.
 func TestAuditRole(t *testing.T) {
-	k, url := MustStartListeningURL(t)
-	nc, v := MustConnectRoleURL(t, k, url, bus.RoleAudit)
+	k := MustStartLM(t, nil)
+	nc, v := MustConnectRole(t, k, bus.RoleAudit)
 	ctx := context.Background()
 
 	t.Run("Replay", func(t *testing.T) {

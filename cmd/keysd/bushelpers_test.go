@@ -9,7 +9,6 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,8 +21,6 @@ import (
 	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/sealing"
 )
-
-const lm = "/api/resource-manager/infrastructure-keys"
 
 // MustNATSServer starts a standalone JetStream server on a free loopback
 // port, the "external deployment" keysd reaches with KEYSD_NATS_URL.
@@ -56,57 +53,12 @@ func MustStartExternal(tb testing.TB, ns *server.Server) *keysd {
 	return MustStart(tb, map[string]string{"KEYSD_NATS_URL": ns.ClientURL(), "KEYSD_MASTER_KEY_FILE": mk})
 }
 
-// MustStartListening starts keysd with its embedded server accepting
-// drivers, the resource manager and audit consumers on a free port.
-func MustStartListening(tb testing.TB) *keysd {
-	tb.Helper()
-	return MustStart(tb, map[string]string{"KEYSD_NATS_LISTEN": freeAddr(tb)})
-}
-
-// natsURL is where k's embedded server listens.
+// natsURL is where k's embedded server listens (MustStartLM).
 func (k *keysd) natsURL() string { return "nats://" + k.Env["KEYSD_NATS_LISTEN"] }
 
-// seed is the NKey seed file of role.
-func (k *keysd) seed(role string) string {
+// SeedFile is the NKey seed keysd wrote for role.
+func (k *keysd) SeedFile(role string) string {
 	return bus.SeedFile(filepath.Join(k.DataDir, "nats"), role)
-}
-
-// violations collects the permission errors the server sends a client.
-type violations chan error
-
-func (v violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
-	select {
-	case v <- err:
-	default:
-	}
-}
-
-// await returns the next permission violation, which must name subject,
-// or fails after a deadline.
-func (v violations) await(tb testing.TB, what, subject string) error {
-	tb.Helper()
-	select {
-	case err := <-v:
-		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") || !strings.Contains(err.Error(), subject) {
-			tb.Fatalf("%s: want a permissions violation for %s, got %v", what, subject, err)
-		}
-		return err
-	case <-time.After(5 * time.Second):
-		tb.Fatalf("%s: no permissions violation", what)
-		return nil
-	}
-}
-
-// MustConnectRole connects to k's listener as role.
-func MustConnectRole(tb testing.TB, k *keysd, role string) (*nats.Conn, violations) {
-	tb.Helper()
-	v := make(violations, 16)
-	nc, err := bus.ConnectRole(k.natsURL(), role, k.seed(role), nats.ErrorHandler(v.handler))
-	if err != nil {
-		tb.Fatalf("connect as %s: %v", role, err)
-	}
-	tb.Cleanup(nc.Close)
-	return nc, v
 }
 
 // driver publishes to the intake stream as a resource driver does.
@@ -198,7 +150,7 @@ func driverKey(tb testing.TB, v map[string]any) []byte {
 // instanceKeys lists an instance's keys through the LM API.
 func (k *keysd) instanceKeys(tb testing.TB, id string) []map[string]any {
 	tb.Helper()
-	r := k.Admin.Do(tb, "GET", lm+"/instances/"+id, nil)
+	r := k.Admin.Do(tb, "GET", lmPrefix+"/instances/"+id, nil)
 	if r.StatusCode != 200 {
 		tb.Fatalf("list instance %s: %d %s", id, r.StatusCode, r.Body)
 	}

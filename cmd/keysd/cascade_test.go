@@ -170,7 +170,7 @@ func TestCascade(t *testing.T) {
 	if again := outcome(t, ch); again.Outcome != domain.OutcomeRemoved || again.EventID != first.EventID {
 		t.Fatalf("second removal outcome %+v, want the first's event %s", again, first.EventID)
 	}
-	r := k.Admin.Do(t, "DELETE", lm+"/instances/"+inst, nil)
+	r := k.Admin.Do(t, "DELETE", lmPrefix+"/instances/"+inst, nil)
 	if r.StatusCode != http.StatusAccepted || !strings.Contains(string(r.Body), first.EventID) {
 		t.Fatalf("DELETE instance: %d %s", r.StatusCode, r.Body)
 	}
@@ -183,7 +183,7 @@ func TestCascade(t *testing.T) {
 		t.Fatalf("%d keys had private halves, want %d", len(secrets), private)
 	}
 	assertShredded(t, ns.ClientURL(), secrets)
-	if r := k.Admin.Do(t, "GET", lm+"/shared/pool-key", nil); r.StatusCode != 200 {
+	if r := k.Admin.Do(t, "GET", lmPrefix+"/shared/pool-key", nil); r.StatusCode != 200 {
 		t.Fatalf("the shared key went with the instance: %d %s", r.StatusCode, r.Body)
 	}
 	// A key for the removed instance is refused.

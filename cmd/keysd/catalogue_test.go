@@ -34,7 +34,7 @@ var documentedTypes = []string{
 // returns the log as an audit consumer replays it.
 func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 	t.Helper()
-	k, url := MustStartListeningURL(t)
+	k := MustStartLM(t, nil)
 	admin := k.Admin
 	ctx := context.Background()
 
@@ -52,14 +52,14 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 	admin.MustOK(t, http.StatusNoContent, "DELETE", "/--admin/tokens/"+tok.ID, nil)
 
 	// Shared keys: created, updated, read, deleted.
-	admin.MustOK(t, http.StatusCreated, "POST", lmPath+"/shared", map[string]any{"name": "web", "description": "front end", "generate": "ed25519"})
-	admin.MustOK(t, http.StatusNoContent, "PUT", lmPath+"/shared/web", map[string]any{"description": "web front end"})
-	admin.MustOK(t, http.StatusOK, "GET", lmPath+"/shared/web?includePrivateKey=true", nil)
-	admin.MustOK(t, http.StatusNoContent, "DELETE", lmPath+"/shared/web", nil)
+	admin.MustOK(t, http.StatusCreated, "POST", lmPrefix+"/shared", map[string]any{"name": "web", "description": "front end", "generate": "ed25519"})
+	admin.MustOK(t, http.StatusNoContent, "PUT", lmPrefix+"/shared/web", map[string]any{"description": "web front end"})
+	admin.MustOK(t, http.StatusOK, "GET", lmPrefix+"/shared/web?includePrivateKey=true", nil)
+	admin.MustOK(t, http.StatusNoContent, "DELETE", lmPrefix+"/shared/web", nil)
 
 	// Driver keys, a rejection, an instance removed on the bus and one over
 	// HTTP, with their cascades.
-	driver, _ := MustConnectRoleURL(t, k, url, bus.RoleDriver)
+	driver, _ := MustConnectRole(t, k, bus.RoleDriver)
 	js, err := jetstream.New(driver)
 	if err != nil {
 		t.Fatal(err)
@@ -81,19 +81,19 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 		}
 	}
 	for _, in := range []string{"i-7", "i-8"} {
-		pub, priv := driverKeyPair(t, "root@"+in)
+		priv, pub := genKey(t, "root@"+in)
 		body, _ := json.Marshal(map[string]any{"keyName": "root", "description": "generated at provisioning", "publicKey": pub, "privateKey": priv})
 		publish(bus.IntakeKeySubject(in), body)
 	}
 	publish(bus.IntakeKeySubject("i-7"), []byte(`{"keyName":"broken","publicKey":"ssh-ed25519 AAAA"}`))
 	publish(bus.IntakeKeySubject("a/b"), []byte(`{"keyName":"root"}`)) // no valid instance id
 	publish(bus.IntakeRemovedSubject("i-7"), nil)
-	admin.MustOK(t, http.StatusAccepted, "DELETE", lmPath+"/instances/i-8", nil)
+	admin.MustOK(t, http.StatusAccepted, "DELETE", lmPrefix+"/instances/i-8", nil)
 	for _, in := range []string{"i-7", "i-8"} {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			var keys []liveKey
-			admin.MustOK(t, http.StatusOK, "GET", lmPath+"/instances/"+in, nil).JSON(t, &keys)
+			admin.MustOK(t, http.StatusOK, "GET", lmPrefix+"/instances/"+in, nil).JSON(t, &keys)
 			if len(keys) == 0 {
 				break
 			}
@@ -112,7 +112,7 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 	k.Env["KEYSD_BOOTSTRAP_ACCOUNT"], k.Env["KEYSD_BOOTSTRAP_KEY"] = "ops", pubFile
 	k.Restart(t)
 
-	nc, _ := MustConnectRoleURL(t, k, url, bus.RoleAudit)
+	nc, _ := MustConnectRole(t, k, bus.RoleAudit)
 	l, err := bus.AttachEventLog(ctx, nc)
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 // Every outcome of driver intake, over a real NATS connection with the
 // driver's credentials.
 func TestDriverIntake(t *testing.T) {
-	k := MustStartListening(t)
+	k := MustStartLM(t, nil)
 	nc, _ := MustConnectRole(t, k, bus.RoleDriver)
 	d := newDriver(t, nc)
 	inst := "vm-0001"
@@ -62,7 +62,7 @@ func TestDriverIntake(t *testing.T) {
 		_, ch := d.publish(t, subj, []byte("k2#"+priv2+"#"+pub2), "")
 		check(t, outcome(t, ch), want{outcome: domain.OutcomeCreated})
 		privates = append(privates, priv2)
-		r := k.Admin.Do(t, "GET", lm+"/instances/"+inst+"?includePrivateKey=true", nil)
+		r := k.Admin.Do(t, "GET", lmPrefix+"/instances/"+inst+"?includePrivateKey=true", nil)
 		if r.StatusCode != 200 || !strings.Contains(string(r.Body), "k2") {
 			t.Fatalf("instance keys: %d %s", r.StatusCode, r.Body)
 		}
@@ -86,7 +86,7 @@ func TestDriverIntake(t *testing.T) {
 			t.Fatalf("scope %q", o.Scope)
 		}
 		privates = append(privates, privShared)
-		if r := k.Admin.Do(t, "GET", lm+"/shared/from-driver", nil); r.StatusCode != 200 {
+		if r := k.Admin.Do(t, "GET", lmPrefix+"/shared/from-driver", nil); r.StatusCode != 200 {
 			t.Fatalf("shared key: %d %s", r.StatusCode, r.Body)
 		}
 	})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -16,13 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
 )
-
-const lmPath = "/api/resource-manager/infrastructure-keys"
 
 // liveKey is a key as examples/livekeys prints it, and as the test builds
 // it from the APIs.
@@ -55,24 +51,14 @@ func (c *client) MustOK(tb testing.TB, status int, method, path string, body any
 	return r
 }
 
-// driverKey is a fresh ed25519 key pair as a driver publishes it.
-func driverKeyPair(tb testing.TB, comment string) (pub, priv string) {
-	tb.Helper()
-	sk := MustKey(tb)
-	block, err := ssh.MarshalPrivateKey(sk, "")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return AuthorizedKey(tb, sk, comment), string(pem.EncodeToMemory(block))
-}
-
 // TestLivekeysAgreesWithTheAPI populates keysd through every surface that
 // makes keys (CloudAPI, the LM API, drivers on the bus, an instance
 // removal and its cascade), then runs the example audit consumer and
 // checks it rebuilds, from the log alone, the keys the APIs show.
 func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 	bin := MustBuildLivekeys(t)
-	k, url := MustStartListeningURL(t)
+	k := MustStartLM(t, nil)
+	url := k.natsURL()
 	admin := k.Admin
 	ctx := context.Background()
 
@@ -91,21 +77,21 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 	// Shared keys: created, updated with new halves or a new description,
 	// deleted, and created again under a deleted name.
 	for _, name := range []string{"web", "backup", "old"} {
-		admin.MustOK(t, http.StatusCreated, "POST", lmPath+"/shared", map[string]any{"name": name, "description": name, "generate": "ed25519"})
+		admin.MustOK(t, http.StatusCreated, "POST", lmPrefix+"/shared", map[string]any{"name": name, "description": name, "generate": "ed25519"})
 	}
-	pub, _ := driverKeyPair(t, "db")
-	admin.MustOK(t, http.StatusCreated, "POST", lmPath+"/shared", map[string]any{"name": "db", "publicKey": pub})
-	pub, _ = driverKeyPair(t, "db-new")
-	admin.MustOK(t, http.StatusNoContent, "PUT", lmPath+"/shared/db", map[string]any{"publicKey": pub})
-	admin.MustOK(t, http.StatusNoContent, "PUT", lmPath+"/shared/web", map[string]any{"description": "front end"})
-	admin.MustOK(t, http.StatusNoContent, "PUT", lmPath+"/shared/backup", map[string]any{"generate": "ecdsa-p256"})
-	admin.MustOK(t, http.StatusNoContent, "DELETE", lmPath+"/shared/old", nil)
-	admin.MustOK(t, http.StatusCreated, "POST", lmPath+"/shared", map[string]any{"name": "old", "generate": "rsa-3072"})
+	_, pub := genKey(t, "db")
+	admin.MustOK(t, http.StatusCreated, "POST", lmPrefix+"/shared", map[string]any{"name": "db", "publicKey": pub})
+	_, pub = genKey(t, "db-new")
+	admin.MustOK(t, http.StatusNoContent, "PUT", lmPrefix+"/shared/db", map[string]any{"publicKey": pub})
+	admin.MustOK(t, http.StatusNoContent, "PUT", lmPrefix+"/shared/web", map[string]any{"description": "front end"})
+	admin.MustOK(t, http.StatusNoContent, "PUT", lmPrefix+"/shared/backup", map[string]any{"generate": "ecdsa-p256"})
+	admin.MustOK(t, http.StatusNoContent, "DELETE", lmPrefix+"/shared/old", nil)
+	admin.MustOK(t, http.StatusCreated, "POST", lmPrefix+"/shared", map[string]any{"name": "old", "generate": "rsa-3072"})
 
 	// Instance keys, from a driver on the bus: JSON and '#' forms, a key
 	// for the shared pool, a rejection; each outcome comes back on an
 	// inbox named in Keysd-Reply-To.
-	nc, _ := MustConnectRoleURL(t, k, url, bus.RoleDriver)
+	nc, _ := MustConnectRole(t, k, bus.RoleDriver)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +110,7 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 		}
 	}
 	jsonKey := func(name, scope string) []byte {
-		pub, priv := driverKeyPair(t, name)
+		priv, pub := genKey(t, name)
 		data, _ := json.Marshal(map[string]any{"keyName": name, "description": "from a driver", "publicKey": pub, "privateKey": priv, "scope": scope})
 		return data
 	}
@@ -134,7 +120,7 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 			publish(in, jsonKey(name, ""))
 			published++
 		}
-		pub, priv := driverKeyPair(t, "ops")
+		priv, pub := genKey(t, "ops")
 		publish(in, []byte("ops#"+priv+"#"+pub))
 		published++
 	}
@@ -160,11 +146,11 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 
 	// The resource manager removes i-2 over HTTP; the cascade deletes its
 	// keys. Settled when the API shows none.
-	admin.MustOK(t, http.StatusAccepted, "DELETE", lmPath+"/instances/i-2", nil)
+	admin.MustOK(t, http.StatusAccepted, "DELETE", lmPrefix+"/instances/i-2", nil)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var keys []liveKey
-		admin.MustOK(t, http.StatusOK, "GET", lmPath+"/instances/i-2", nil).JSON(t, &keys)
+		admin.MustOK(t, http.StatusOK, "GET", lmPrefix+"/instances/i-2", nil).JSON(t, &keys)
 		if len(keys) == 0 {
 			break
 		}
@@ -200,7 +186,7 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 		liveKey
 		PublicKey string `json:"publicKey"`
 	}
-	admin.MustOK(t, http.StatusOK, "GET", lmPath+"/shared", nil).JSON(t, &shared)
+	admin.MustOK(t, http.StatusOK, "GET", lmPrefix+"/shared", nil).JSON(t, &shared)
 	for _, s := range shared {
 		s.liveKey.PublicKey = s.PublicKey
 		add(domain.OwnerShared, s.Name, []liveKey{s.liveKey})
@@ -210,7 +196,7 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 			liveKey
 			PublicKey string `json:"publicKey"`
 		}
-		admin.MustOK(t, http.StatusOK, "GET", lmPath+"/instances/"+in, nil).JSON(t, &keys)
+		admin.MustOK(t, http.StatusOK, "GET", lmPrefix+"/instances/"+in, nil).JSON(t, &keys)
 		var lk []liveKey
 		for _, k := range keys {
 			k.liveKey.PublicKey = k.PublicKey

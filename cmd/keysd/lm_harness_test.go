@@ -148,11 +148,7 @@ func (c *client) YAML(tb testing.TB, method, path string, body any) *response {
 // with the NKey seed keysd wrote in its data directory.
 func MustNATS(tb testing.TB, k *keysd, role string) *nats.Conn {
 	tb.Helper()
-	nc, err := bus.ConnectRole("nats://"+k.Env["KEYSD_NATS_LISTEN"], role, bus.SeedFile(k.DataDir+"/nats", role))
-	if err != nil {
-		tb.Fatalf("connect to NATS as %s: %v", role, err)
-	}
-	tb.Cleanup(nc.Close)
+	nc, _ := MustConnectRole(tb, k, role)
 	return nc
 }
 

@@ -16,7 +16,7 @@ import (
 
 // The embedded server's listener: who may do what on the bus.
 func TestNATSPermissions(t *testing.T) {
-	k := MustStartListening(t)
+	k := MustStartLM(t, nil)
 	ctx := context.Background()
 
 	t.Run("no credentials, wrong credentials: refused", func(t *testing.T) {
@@ -46,28 +46,28 @@ func TestNATSPermissions(t *testing.T) {
 		if err := nc.Publish(bus.OwnerSubject(forged.Owner), data); err != nil {
 			t.Fatal(err)
 		}
-		v.await(t, "driver publishes an event", bus.OwnerSubject(forged.Owner))
+		v.MustBeRefused(t, "Publish", bus.OwnerSubject(forged.Owner))
 		// Reading events, the intake stream, other inboxes.
 		if _, err := nc.Subscribe("keysd.events.>", func(*nats.Msg) {}); err != nil {
 			t.Fatal(err)
 		}
-		v.await(t, "driver subscribes to events", "keysd.events.>")
+		v.MustBeRefused(t, "Subscription", "keysd.events.>")
 		if _, err := nc.Subscribe("_INBOX.>", func(*nats.Msg) {}); err != nil {
 			t.Fatal(err)
 		}
-		v.await(t, "driver subscribes to every inbox", "_INBOX.>")
+		v.MustBeRefused(t, "Subscription", "_INBOX.>")
 		js, _ := jetstream.New(nc)
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if _, err := js.Stream(cctx, bus.IntakeStream); err == nil {
 			t.Fatal("driver read the intake stream's info")
 		}
-		v.await(t, "driver calls the JetStream API", "$JS.API.STREAM.INFO."+bus.IntakeStream)
+		v.MustBeRefused(t, "Publish", "$JS.API.STREAM.INFO."+bus.IntakeStream)
 		// Substitution is the resource manager's.
 		if _, err := nc.Request(bus.SubstituteSubject, []byte(`{}`), time.Second); err == nil {
 			t.Fatal("driver got a substitution answer")
 		}
-		v.await(t, "driver asks for substitution", bus.SubstituteSubject)
+		v.MustBeRefused(t, "Publish", bus.SubstituteSubject)
 		if keys := k.instanceKeys(t, "vm-perm"); len(keys) != 1 {
 			t.Fatalf("the forged event had an effect: %+v", keys)
 		}
@@ -91,7 +91,7 @@ func TestNATSPermissions(t *testing.T) {
 		if err := nc.Publish(bus.IntakeKeySubject("vm-perm"), []byte("x#y#z")); err != nil {
 			t.Fatal(err)
 		}
-		v.await(t, "manager publishes a key", bus.IntakeKeySubject("vm-perm"))
+		v.MustBeRefused(t, "Publish", bus.IntakeKeySubject("vm-perm"))
 	})
 
 	t.Run("audit", func(t *testing.T) {
@@ -102,6 +102,6 @@ func TestNATSPermissions(t *testing.T) {
 		if err := nc.Publish(bus.IntakeRemovedSubject("vm-x"), nil); err != nil {
 			t.Fatal(err)
 		}
-		v.await(t, "audit publishes to intake", bus.IntakeRemovedSubject("vm-x"))
+		v.MustBeRefused(t, "Publish", bus.IntakeRemovedSubject("vm-x"))
 	})
 }
