@@ -35,22 +35,7 @@ func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService
 		AckWait:       10 * time.Second,
 		MaxAckPending: 256,
 	}
-	return work(ctx, l.Stream(), cfg, logger, func(ctx context.Context, m jetstream.Msg) {
-		if m.Headers().Get(HeaderEventType) != domain.TypeInstanceRemoved {
-			_ = m.Ack()
-			return
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			_ = m.Term()
-			return
-		}
-		r, err := Decode(m.Subject(), md.Sequence.Stream, m.Data())
-		if err != nil {
-			logger.Error("cascade: undecodable event; skipped", "seq", md.Sequence.Stream, "err", err)
-			_ = m.Term()
-			return
-		}
+	return workEvents(ctx, l, cfg, logger, []string{domain.TypeInstanceRemoved}, func(ctx context.Context, m jetstream.Msg, r Recorded) {
 		stop := keepAlive(m, 3*time.Second)
 		defer stop()
 		start := time.Now()

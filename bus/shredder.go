@@ -30,24 +30,8 @@ func ServeShredder(ctx context.Context, l *EventLog, keys *domain.InfraKeyServic
 		AckWait:        10 * time.Second,
 		MaxAckPending:  256,
 	}
-	return work(ctx, l.Stream(), cfg, logger, func(ctx context.Context, m jetstream.Msg) {
-		switch m.Headers().Get(HeaderEventType) {
-		case domain.TypeKeyDeleted, domain.TypeKeyUpdated:
-		default:
-			_ = m.Ack()
-			return
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			_ = m.Term()
-			return
-		}
-		r, err := Decode(m.Subject(), md.Sequence.Stream, m.Data())
-		if err != nil {
-			logger.Error("shredder: undecodable event; skipped", "seq", md.Sequence.Stream, "err", err)
-			_ = m.Term()
-			return
-		}
+	types := []string{domain.TypeKeyDeleted, domain.TypeKeyUpdated}
+	return workEvents(ctx, l, cfg, logger, types, func(ctx context.Context, m jetstream.Msg, r Recorded) {
 		if err := keys.Shred(ctx, []domain.Event{r.Event}); err != nil {
 			logger.Warn("shredder: destroy failed; will retry", "seq", r.Seq, "err", err)
 			_ = m.NakWithDelay(time.Second)

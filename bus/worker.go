@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,4 +63,28 @@ func keepAlive(m jetstream.Msg, every time.Duration) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// workEvents runs handle on every event of a durable consumer on the event
+// log whose type is one of types; other events are acknowledged unread, and
+// an event that cannot be decoded is logged and set aside (Term).
+func workEvents(ctx context.Context, l *EventLog, cfg jetstream.ConsumerConfig, logger *slog.Logger, types []string, handle func(context.Context, jetstream.Msg, Recorded)) error {
+	return work(ctx, l.Stream(), cfg, logger, func(ctx context.Context, m jetstream.Msg) {
+		if !slices.Contains(types, m.Headers().Get(HeaderEventType)) {
+			_ = m.Ack()
+			return
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			_ = m.Term()
+			return
+		}
+		r, err := Decode(m.Subject(), md.Sequence.Stream, m.Data())
+		if err != nil {
+			logger.Error("undecodable event; skipped", "consumer", cfg.Durable, "seq", md.Sequence.Stream, "err", err)
+			_ = m.Term()
+			return
+		}
+		handle(ctx, m, r)
+	})
 }

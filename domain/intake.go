@@ -249,12 +249,8 @@ func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk Dri
 			out = outcomeOf(ev, dk)
 			return []Event{ev}, nil
 		}
-		if len(pair.PrivateKey) > 0 && n.Sealed == nil {
-			sealed, err := s.Keys.Sealer.Seal(ctx, pair.PrivateKey)
-			if err != nil {
-				return nil, err
-			}
-			n.Sealed = sealed
+		if err := s.sealOnce(ctx, &n); err != nil {
+			return nil, err
 		}
 		ev, err := in.AddKey(n, m)
 		if err != nil {
@@ -290,12 +286,8 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 			taken = true
 			return nil, nil
 		}
-		if len(pair.PrivateKey) > 0 && n.Sealed == nil {
-			sealed, err := s.Keys.Sealer.Seal(ctx, pair.PrivateKey)
-			if err != nil {
-				return nil, err
-			}
-			n.Sealed = sealed
+		if err := s.sealOnce(ctx, &n); err != nil {
+			return nil, err
 		}
 		ev, err := st.CreateShared(n, m)
 		if err != nil {
@@ -313,6 +305,17 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 		return out, err
 	}
 	return s.reject(ctx, intakeID, dk.InstanceID, dk, ReasonDuplicateName, "the shared pool already has another key named "+dk.Name, m)
+}
+
+// sealOnce seals n's private half, if it has one and it is not sealed
+// yet: a decision retried after a conflict reuses the sealed half.
+func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey) error {
+	if len(n.Pair.PrivateKey) == 0 || n.Sealed != nil {
+		return nil
+	}
+	sealed, err := s.Keys.Sealer.Seal(ctx, n.Pair.PrivateKey)
+	n.Sealed = sealed
+	return err
 }
 
 // reject records the rejection of a message on its instance, unless the
