@@ -59,9 +59,21 @@ func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService
 // CascadeBacklog returns how many instance events the cascade has not
 // handled yet.
 func CascadeBacklog(ctx context.Context, l *EventLog) (uint64, error) {
+	return consumerBacklog(ctx, l, CascadeConsumer)
+}
+
+// ShredderBacklog returns how many shared and instance events the shredder
+// has not handled yet.
+func ShredderBacklog(ctx context.Context, l *EventLog) (uint64, error) {
+	return consumerBacklog(ctx, l, ShredderConsumer)
+}
+
+// consumerBacklog returns the messages a durable consumer of the log has
+// yet to handle: not delivered, or delivered and not acknowledged.
+func consumerBacklog(ctx context.Context, l *EventLog, name string) (uint64, error) {
 	cctx, cancel := withTimeout(ctx)
 	defer cancel()
-	c, err := l.Stream().Consumer(cctx, CascadeConsumer)
+	c, err := l.Stream().Consumer(cctx, name)
 	if err != nil {
 		return 0, err
 	}

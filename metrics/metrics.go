@@ -186,6 +186,9 @@ type Probes struct {
 	CascadeBacklog func(ctx context.Context) (uint64, error)
 	// IntakeBacklog is how many driver messages wait in the intake stream.
 	IntakeBacklog func(ctx context.Context) (uint64, error)
+	// ShredderBacklog is how many key events the shredder has yet to
+	// handle (data keys of deleted or replaced private halves).
+	ShredderBacklog func(ctx context.Context) (uint64, error)
 }
 
 // probeTimeout bounds the NATS calls of one scrape.
@@ -200,6 +203,8 @@ var (
 		"Instance events (InstanceRemoved among them) the cascade consumer has not handled yet.", nil, nil)
 	intakeBacklogDesc = prometheus.NewDesc("keysd_intake_backlog",
 		"Driver messages waiting in the intake stream.", nil, nil)
+	shredderBacklogDesc = prometheus.NewDesc("keysd_shredder_backlog",
+		"Key events the shredder has not handled yet (data keys of deleted or replaced private halves still to destroy).", nil, nil)
 	probeErrorsDesc = prometheus.NewDesc("keysd_metrics_probe_errors",
 		"Probes that failed during this scrape (their metrics are missing from it).", nil, nil)
 )
@@ -216,6 +221,7 @@ func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- projectionLagDesc
 	ch <- cascadeBacklogDesc
 	ch <- intakeBacklogDesc
+	ch <- shredderBacklogDesc
 	ch <- probeErrorsDesc
 }
 
@@ -241,6 +247,7 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge("lastSeq", lastSeqDesc, c.probes.LastSeq)
 	gauge("cascadeBacklog", cascadeBacklogDesc, c.probes.CascadeBacklog)
 	gauge("intakeBacklog", intakeBacklogDesc, c.probes.IntakeBacklog)
+	gauge("shredderBacklog", shredderBacklogDesc, c.probes.ShredderBacklog)
 	if f := c.probes.ProjectionLag; f != nil {
 		lags, err := f(ctx)
 		if err != nil {

@@ -61,7 +61,8 @@ func newMetrics(log *bus.EventLog, intake jetstream.Stream, names []string, logg
 			}
 			return lags, nil
 		},
-		CascadeBacklog: func(ctx context.Context) (uint64, error) { return bus.CascadeBacklog(ctx, log) },
-		IntakeBacklog:  func(ctx context.Context) (uint64, error) { return bus.IntakeBacklog(ctx, intake) },
+		CascadeBacklog:  func(ctx context.Context) (uint64, error) { return bus.CascadeBacklog(ctx, log) },
+		ShredderBacklog: func(ctx context.Context) (uint64, error) { return bus.ShredderBacklog(ctx, log) },
+		IntakeBacklog:   func(ctx context.Context) (uint64, error) { return bus.IntakeBacklog(ctx, intake) },
 	}, logger)
 }

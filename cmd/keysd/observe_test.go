@@ -167,6 +167,9 @@ func TestMetrics(t *testing.T) {
 		if _, ok := metricValue(families, "keysd_intake_backlog", nil); !ok {
 			t.Error("no keysd_intake_backlog")
 		}
+		if _, ok := metricValue(families, "keysd_shredder_backlog", nil); !ok {
+			t.Error("no keysd_shredder_backlog")
+		}
 		if got, _ := metricValue(families, "keysd_intake_messages_total", map[string]string{"outcome": "rejected"}); got != 1 {
 			t.Errorf("intake rejected = %v, want 1", got)
 		}
