@@ -128,9 +128,10 @@ func ServeIntake(ctx context.Context, c *Conn, stream jetstream.Stream, svc *dom
 			obs.Intake(out)
 		}
 		if reply := m.Headers().Get(HeaderReplyTo); reply != "" {
-			data, _ := json.Marshal(out)
-			if err := c.NC.Publish(reply, data); err != nil {
-				logger.Warn("intake: outcome not sent", "intakeId", id, "err", err)
+			if !replySubject(reply) {
+				logger.Warn("intake: outcome not sent: the reply subject is not an inbox", "intakeId", id, "replyTo", reply)
+			} else if data, _ := json.Marshal(out); c.NC.Publish(reply, data) != nil {
+				logger.Warn("intake: outcome not sent", "intakeId", id)
 			}
 		}
 		// Erase, not just remove: the body may hold a private key, and a
@@ -143,6 +144,13 @@ func ServeIntake(ctx context.Context, c *Conn, stream jetstream.Stream, svc *dom
 		}
 		_ = m.Ack()
 	})
+}
+
+// replySubject reports whether a publisher's Keysd-Reply-To may be
+// answered: an inbox (_INBOX.…), never a subject of the service, where
+// keysd's own permissions would let the answer land (the event log!).
+func replySubject(s string) bool {
+	return strings.HasPrefix(s, "_INBOX.") && !strings.ContainsAny(s, "*> \t\r\n")
 }
 
 func processIntake(ctx context.Context, svc *domain.IntakeService, id string, m jetstream.Msg) (domain.IntakeOutcome, error) {

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
 )
@@ -145,6 +148,31 @@ func TestDriverIntake(t *testing.T) {
 		})
 	}
 
+	t.Run("a reply subject that is not an inbox is not answered", func(t *testing.T) {
+		audit, _ := MustConnectRole(t, k, bus.RoleAudit)
+		before := len(events(t, audit, instanceSubject(inst)))
+		_, pub := genKey(t, "")
+		msg := nats.NewMsg(subj)
+		msg.Data = driverKey(t, map[string]any{"keyName": "sneaky", "publicKey": pub})
+		msg.Header.Set(bus.HeaderReplyTo, instanceSubject(inst)) // the event log itself
+		msg.Header.Set(jetstream.MsgIDHeader, "sneaky-1")
+		if _, err := d.js.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the key processed", func() bool {
+			resp, err := nc.Request(bus.OutcomeSubject, driverKey(t, map[string]any{"instanceId": inst, "msgId": "sneaky-1"}), 5*time.Second)
+			return err == nil && strings.Contains(string(resp.Data), `"outcome":"created"`)
+		})
+		after := events(t, audit, instanceSubject(inst))
+		if len(after) != before+1 {
+			t.Fatalf("the instance's subject gained %d messages, want 1 (the KeyCreated)", len(after)-before)
+		}
+		for _, r := range after {
+			if r.Event.Type == "" || r.Event.ID == "" {
+				t.Fatalf("a message that is no event on the event log: %+v", r)
+			}
+		}
+	})
 	t.Run("each message: exactly one outcome event", func(t *testing.T) {
 		audit, _ := MustConnectRole(t, k, bus.RoleAudit)
 		causes := map[string]int{}
@@ -153,9 +181,9 @@ func TestDriverIntake(t *testing.T) {
 				causes[id]++
 			}
 		}
-		// 3 created + 1 dedup created + 9 rejected; duplicates record nothing.
-		if len(causes) != 13 {
-			t.Errorf("%d intake messages have outcome events, want 13: %v", len(causes), causes)
+		// 4 created + 1 dedup created + 9 rejected; duplicates record nothing.
+		if len(causes) != 14 {
+			t.Errorf("%d intake messages have outcome events, want 14: %v", len(causes), causes)
 		}
 		for id, n := range causes {
 			if n != 1 {
