@@ -191,6 +191,10 @@ type OutcomeReply struct {
 // ServeOutcomes answers outcome requests until ctx ends.
 func ServeOutcomes(ctx context.Context, c *Conn, stream jetstream.Stream, svc *domain.IntakeService, logger *slog.Logger) error {
 	sub, err := c.NC.QueueSubscribe(OutcomeSubject, "keysd", func(m *nats.Msg) {
+		if !replySubject(m.Reply) {
+			logger.Warn("intake outcome: request ignored: its reply subject is not an inbox", "replyTo", m.Reply)
+			return
+		}
 		var reply OutcomeReply
 		var req OutcomeRequest
 		if err := json.Unmarshal(m.Data, &req); err != nil {

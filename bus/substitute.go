@@ -43,6 +43,10 @@ type ReplyError struct {
 // share the work through a queue group.
 func ServeSubstitute(ctx context.Context, c *Conn, tokens *domain.TokenService, keys *domain.InfraKeyService, logger *slog.Logger) error {
 	sub, err := c.NC.QueueSubscribe(SubstituteSubject, "keysd", func(m *nats.Msg) {
+		if !replySubject(m.Reply) {
+			logger.Warn("substitute: request ignored: its reply subject is not an inbox", "replyTo", m.Reply)
+			return
+		}
 		reply := substitute(ctx, m, tokens, keys, logger)
 		data, _ := json.Marshal(reply)
 		if err := m.Respond(data); err != nil {

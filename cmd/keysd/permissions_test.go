@@ -105,3 +105,30 @@ func TestNATSPermissions(t *testing.T) {
 		v.MustBeRefused(t, "Publish", bus.IntakeRemovedSubject("vm-x"))
 	})
 }
+
+// A request whose reply subject is not an inbox is not answered: keysd
+// answers with its own permissions, and the event log is a subject too.
+func TestRPCRepliesOnlyToInboxes(t *testing.T) {
+	k := MustStartLM(t, nil)
+	mgr, _ := MustConnectRole(t, k, bus.RoleManager)
+	audit, _ := MustConnectRole(t, k, bus.RoleAudit)
+	target := instanceSubject("vm-rpc")
+	for _, subject := range []string{bus.SubstituteSubject, bus.OutcomeSubject} {
+		m := nats.NewMsg(subject)
+		m.Reply = target
+		m.Data = []byte(`{"instanceId":"vm-rpc","msgId":"x","properties":{}}`)
+		if err := mgr.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same requests from an inbox are answered: so the two above have
+	// been handled once these come back.
+	for _, subject := range []string{bus.SubstituteSubject, bus.OutcomeSubject} {
+		if _, err := mgr.Request(subject, []byte(`{"instanceId":"vm-rpc","msgId":"x","properties":{}}`), 5*time.Second); err != nil {
+			t.Fatalf("%s from an inbox: %v", subject, err)
+		}
+	}
+	if evs := events(t, audit, target); len(evs) != 0 {
+		t.Fatalf("replies landed on the event log: %+v", evs)
+	}
+}
