@@ -263,3 +263,24 @@ func (l *EventLog) AppendOnce(ctx context.Context, e domain.Event) (domain.Event
 	}
 	return rs[0].Event, nil
 }
+
+// Rejection returns the rejection recorded for an intake message (the only
+// event of its intake owner), or nil.
+func (l *EventLog) Rejection(ctx context.Context, intakeID string) (*domain.Event, error) {
+	var m *jetstream.RawStreamMsg
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		m, err = l.stream.GetLastMsgForSubject(ctx, OwnerSubject(domain.IntakeOwner(intakeID)))
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", err)
+	}
+	r, err := Decode(m.Subject, m.Sequence, m.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &r.Event, nil
+}

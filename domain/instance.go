@@ -10,8 +10,9 @@ type Instance struct {
 	Removed   bool       `json:"removed,omitempty"`
 	RemovedBy string     `json:"removedBy,omitempty"` // the InstanceRemoved event id
 	Keys      []InfraKey `json:"keys"`
-	// Intake is the outcome of every intake message recorded on this
-	// instance, by intake id: processing a message twice finds it here.
+	// Intake is, by intake id, the driver messages that created a key of
+	// this instance or announced its removal: processing a message twice
+	// finds it here. (Rejections are events of their own intake owner.)
 	Intake  map[string]IntakeRecord `json:"intake,omitempty"`
 	Version uint64                  `json:"version"`
 }

@@ -19,12 +19,13 @@ import (
 // TypeKeyRejected records a driver key that was not created, and why.
 const TypeKeyRejected = "KeyRejected"
 
-// OwnerIntake owns the rejections of intake messages that name no valid
-// instance: one subject per intake message.
+// OwnerIntake owns rejections: a rejected intake message is the owner of
+// its KeyRejected, its only event. So a rejection is recorded at most once
+// (an append expecting an empty subject), and the instance's read model
+// does not grow with every bad message a driver sends.
 const OwnerIntake = "intake"
 
-// IntakeOwner is the owner of the outcome of an intake message that names
-// no valid instance.
+// IntakeOwner is the owner of the rejection of an intake message.
 func IntakeOwner(intakeID string) Owner { return Owner{Kind: OwnerIntake, ID: intakeID} }
 
 // IntakeCausePrefix starts the causationId of every event caused by an
@@ -174,12 +175,6 @@ func intakeRecordOf(e Event, keyID string) (string, IntakeRecord, bool) {
 		r.Outcome = OutcomeCreated
 	case TypeInstanceRemoved:
 		r.Outcome = OutcomeRemoved
-	case TypeKeyRejected:
-		var p KeyRejected
-		if err := e.Decode(&p); err == nil {
-			r.Reason = p.Reason
-		}
-		r.Outcome = OutcomeRejected
 	default:
 		return "", IntakeRecord{}, false
 	}
@@ -189,11 +184,32 @@ func intakeRecordOf(e Event, keyID string) (string, IntakeRecord, bool) {
 // IntakeService turns intake messages into outcomes.
 type IntakeService struct {
 	Keys *InfraKeyService
-	// AppendOrphan records the outcome of a message that names no valid
-	// instance under IntakeOwner(intakeID); it is idempotent because that
-	// owner has exactly one event.
-	// It returns the event recorded: e, or the one recorded before.
-	AppendOrphan func(ctx context.Context, e Event) (Event, error)
+	// AppendOnce records a rejection as the only event of its owner,
+	// IntakeOwner(intakeID): it returns the event recorded, e or the one
+	// recorded before.
+	AppendOnce func(ctx context.Context, e Event) (Event, error)
+	// Rejection returns the rejection recorded for intakeID, or nil.
+	Rejection func(ctx context.Context, intakeID string) (*Event, error)
+}
+
+// rejected returns the outcome of intakeID if it was rejected before.
+func (s *IntakeService) rejected(ctx context.Context, intakeID string) (IntakeOutcome, bool, error) {
+	ev, err := s.Rejection(ctx, intakeID)
+	if err != nil || ev == nil {
+		return IntakeOutcome{}, false, err
+	}
+	var p KeyRejected
+	if err := ev.Decode(&p); err != nil {
+		return IntakeOutcome{}, false, err
+	}
+	return rejectionOutcome(*ev, p), true, nil
+}
+
+func rejectionOutcome(ev Event, p KeyRejected) IntakeOutcome {
+	return IntakeOutcome{
+		IntakeID: p.IntakeID, Outcome: OutcomeRejected, EventID: ev.ID, InstanceID: p.InstanceID,
+		Name: p.Name, Scope: p.Scope, Reason: p.Reason, Message: p.Message,
+	}
 }
 
 // AddKey processes a driver key message. A returned error is a failure to
@@ -201,8 +217,11 @@ type IntakeService struct {
 // itself is an outcome.
 func (s *IntakeService) AddKey(ctx context.Context, intakeID, instanceID string, body []byte, m Meta) (IntakeOutcome, error) {
 	m.CausationID = IntakeCause(intakeID)
+	if out, ok, err := s.rejected(ctx, intakeID); ok || err != nil {
+		return out, err
+	}
 	if err := ValidateInstanceID(instanceID); err != nil {
-		return s.orphan(ctx, intakeID, instanceID, "", err, m)
+		return s.reject(ctx, intakeID, DriverKey{InstanceID: instanceID}, ReasonInvalidInstance, ErrorMessage(err), m)
 	}
 	in, err := s.Keys.Repo.LoadInstance(ctx, instanceID)
 	if err != nil {
@@ -213,11 +232,11 @@ func (s *IntakeService) AddKey(ctx context.Context, intakeID, instanceID string,
 	}
 	dk, err := ParseDriverKey(instanceID, body)
 	if err != nil {
-		return s.reject(ctx, intakeID, instanceID, DriverKey{}, reasonFor(err), ErrorMessage(err), m)
+		return s.reject(ctx, intakeID, DriverKey{InstanceID: instanceID}, reasonFor(err), ErrorMessage(err), m)
 	}
 	pair, err := ParseKeyPair(dk.PublicKey, dk.PrivateKey)
 	if err != nil {
-		return s.reject(ctx, intakeID, instanceID, dk, reasonFor(err), ErrorMessage(err), m)
+		return s.reject(ctx, intakeID, dk, reasonFor(err), ErrorMessage(err), m)
 	}
 	if dk.Scope == ScopeShared {
 		return s.addShared(ctx, intakeID, dk, pair, m)
@@ -228,26 +247,27 @@ func (s *IntakeService) AddKey(ctx context.Context, intakeID, instanceID string,
 func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk DriverKey, pair *KeyPair, m Meta) (IntakeOutcome, error) {
 	n := NewInfraKey{ID: newID(), Name: dk.Name, Description: dk.Description, Pair: pair}
 	var out IntakeOutcome
+	var reason, why string // a rejection, decided against the instance
 	used := false
 	_, err := s.Keys.runInstance(ctx, dk.InstanceID, func(in *Instance) ([]Event, error) {
-		used = false
+		used, reason = false, ""
 		if r, ok := in.Intake[intakeID]; ok {
 			out = recorded(intakeID, in.ID, r)
 			return nil, nil
 		}
+		// Both refusals are final: an instance stays removed, and its keys
+		// are deleted only with it.
 		if in.Removed {
-			ev := rejection(intakeID, dk, ReasonInstanceRemoved, "instance "+in.ID+" was removed", m)
-			out = outcomeOf(ev, dk)
-			return []Event{ev}, nil
+			reason, why = ReasonInstanceRemoved, "instance "+in.ID+" was removed"
+			return nil, nil
 		}
 		if k := in.FindKey(dk.Name); k != nil {
 			if k.Fingerprint == pair.Fingerprint {
 				out = duplicateOf(intakeID, k)
 				return nil, nil
 			}
-			ev := rejection(intakeID, dk, ReasonDuplicateName, "instance "+in.ID+" already has another key named "+dk.Name, m)
-			out = outcomeOf(ev, dk)
-			return []Event{ev}, nil
+			reason, why = ReasonDuplicateName, "instance "+in.ID+" already has another key named "+dk.Name
+			return nil, nil
 		}
 		if err := s.sealOnce(ctx, &n); err != nil {
 			return nil, err
@@ -264,7 +284,10 @@ func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk Dri
 	if err != nil || !used {
 		s.Keys.discard(ctx, n.Sealed)
 	}
-	return out, err
+	if err != nil || reason == "" {
+		return out, err
+	}
+	return s.reject(ctx, intakeID, dk, reason, why, m)
 }
 
 func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk DriverKey, pair *KeyPair, m Meta) (IntakeOutcome, error) {
@@ -304,7 +327,7 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 	if err != nil || !taken {
 		return out, err
 	}
-	return s.reject(ctx, intakeID, dk.InstanceID, dk, ReasonDuplicateName, "the shared pool already has another key named "+dk.Name, m)
+	return s.reject(ctx, intakeID, dk, ReasonDuplicateName, "the shared pool already has another key named "+dk.Name, m)
 }
 
 // sealOnce seals n's private half, if it has one and it is not sealed
@@ -318,39 +341,29 @@ func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey) error {
 	return err
 }
 
-// reject records the rejection of a message on its instance, unless the
-// message already has an outcome there.
-func (s *IntakeService) reject(ctx context.Context, intakeID, instanceID string, dk DriverKey, reason, msg string, m Meta) (IntakeOutcome, error) {
-	dk.InstanceID = instanceID
-	var out IntakeOutcome
-	_, err := s.Keys.runInstance(ctx, instanceID, func(in *Instance) ([]Event, error) {
-		if r, ok := in.Intake[intakeID]; ok {
-			out = recorded(intakeID, in.ID, r)
-			return nil, nil
-		}
-		ev := rejection(intakeID, dk, reason, msg, m)
-		out = outcomeOf(ev, dk)
-		return []Event{ev}, nil
-	})
-	return out, err
-}
-
-// orphan records the rejection of a message that names no valid instance.
-func (s *IntakeService) orphan(ctx context.Context, intakeID, instanceID, name string, cause error, m Meta) (IntakeOutcome, error) {
-	p := KeyRejected{IntakeID: intakeID, InstanceID: instanceID, Name: name, Reason: ReasonInvalidInstance, Message: ErrorMessage(cause)}
-	ev, err := s.AppendOrphan(ctx, NewEvent(IntakeOwner(intakeID), TypeKeyRejected, 1, p, m))
+// reject records the rejection of a message as the only event of its
+// intake owner; a message rejected before keeps its first rejection.
+func (s *IntakeService) reject(ctx context.Context, intakeID string, dk DriverKey, reason, msg string, m Meta) (IntakeOutcome, error) {
+	p := KeyRejected{IntakeID: intakeID, InstanceID: dk.InstanceID, Name: dk.Name, Scope: dk.Scope, Reason: reason, Message: msg}
+	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(intakeID), TypeKeyRejected, 1, p, m))
 	if err != nil {
 		return IntakeOutcome{}, err
 	}
-	return IntakeOutcome{IntakeID: intakeID, Outcome: OutcomeRejected, EventID: ev.ID, InstanceID: instanceID, Reason: p.Reason, Message: p.Message}, nil
+	if err := ev.Decode(&p); err != nil {
+		return IntakeOutcome{}, err
+	}
+	return rejectionOutcome(ev, p), nil
 }
 
 // RemoveInstance processes the resource manager's announcement that an
 // instance is gone. Announcing it again changes nothing.
 func (s *IntakeService) RemoveInstance(ctx context.Context, intakeID, instanceID string, m Meta) (IntakeOutcome, error) {
 	m.CausationID = IntakeCause(intakeID)
+	if out, ok, err := s.rejected(ctx, intakeID); ok || err != nil {
+		return out, err
+	}
 	if err := ValidateInstanceID(instanceID); err != nil {
-		return s.orphan(ctx, intakeID, instanceID, "", err, m)
+		return s.reject(ctx, intakeID, DriverKey{InstanceID: instanceID}, ReasonInvalidInstance, ErrorMessage(err), m)
 	}
 	in, err := s.Keys.RemoveInstance(ctx, instanceID, m)
 	if err != nil {
@@ -359,22 +372,11 @@ func (s *IntakeService) RemoveInstance(ctx context.Context, intakeID, instanceID
 	return IntakeOutcome{IntakeID: intakeID, Outcome: OutcomeRemoved, EventID: in.RemovedBy, InstanceID: instanceID}, nil
 }
 
-func rejection(intakeID string, dk DriverKey, reason, msg string, m Meta) Event {
-	p := KeyRejected{IntakeID: intakeID, InstanceID: dk.InstanceID, Name: dk.Name, Scope: dk.Scope, Reason: reason, Message: msg}
-	return NewEvent(InstanceOwner(dk.InstanceID), TypeKeyRejected, 1, p, m)
-}
-
 func outcomeOf(ev Event, dk DriverKey) IntakeOutcome {
-	o := IntakeOutcome{IntakeID: strings.TrimPrefix(ev.CausationID, IntakeCausePrefix), EventID: ev.ID, InstanceID: dk.InstanceID, Name: dk.Name, Scope: dk.Scope}
-	switch ev.Type {
-	case TypeKeyCreated:
-		o.Outcome = OutcomeCreated
-	case TypeKeyRejected:
-		var p KeyRejected
-		_ = ev.Decode(&p)
-		o.Outcome, o.Reason, o.Message = OutcomeRejected, p.Reason, p.Message
+	return IntakeOutcome{
+		IntakeID: strings.TrimPrefix(ev.CausationID, IntakeCausePrefix), Outcome: OutcomeCreated, EventID: ev.ID,
+		InstanceID: dk.InstanceID, Name: dk.Name, Scope: dk.Scope,
 	}
-	return o
 }
 
 func recorded(intakeID, instanceID string, r IntakeRecord) IntakeOutcome {
@@ -394,16 +396,16 @@ func newID() string { return ulid.Make().String() }
 // instance announcement at all.
 func (s *IntakeService) Reject(ctx context.Context, intakeID, instanceID, msg string, m Meta) (IntakeOutcome, error) {
 	m.CausationID = IntakeCause(intakeID)
-	if ValidateInstanceID(instanceID) != nil {
-		return s.orphan(ctx, intakeID, instanceID, "", Errorf(EINVALID, "%s", msg), m)
-	}
-	return s.reject(ctx, intakeID, instanceID, DriverKey{}, ReasonMalformed, msg, m)
+	return s.reject(ctx, intakeID, DriverKey{InstanceID: instanceID}, ReasonMalformed, msg, m)
 }
 
 // Outcome returns what became of intake message intakeID, for the instance
 // of its subject (name: the key's, to find keys created in the shared
 // pool). found is false while it has no outcome.
 func (s *IntakeService) Outcome(ctx context.Context, intakeID, instanceID, name string) (IntakeOutcome, bool, error) {
+	if out, ok, err := s.rejected(ctx, intakeID); ok || err != nil {
+		return out, ok, err
+	}
 	if err := ValidateInstanceID(instanceID); err != nil {
 		return IntakeOutcome{}, false, err
 	}

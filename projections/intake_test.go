@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -38,7 +39,7 @@ func TestIntake_DeliveredAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := &domain.InfraKeyService{Repo: infra, Sealer: sealing.NewVault(sealing.NewKeyring(master), dataKeys)}
-	svc := &domain.IntakeService{Keys: keys, AppendOrphan: e.log.AppendOnce}
+	svc := &domain.IntakeService{Keys: keys, AppendOnce: e.log.AppendOnce, Rejection: e.log.Rejection}
 
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	block, err := ssh.MarshalPrivateKey(priv, "")
@@ -86,6 +87,20 @@ func TestIntake_DeliveredAgain(t *testing.T) {
 			t.Errorf("%s delivered again left %d data keys, had %d", m.id, len(now), len(secrets))
 		}
 	}
+	// Rejections are not kept in the instance's read model: a driver that
+	// keeps sending bad messages does not make it grow.
+	for i := 0; i < 20; i++ {
+		if _, err := svc.AddKey(ctx, fmt.Sprintf("seq:%d", 100+i), "vm-1", []byte("garbage"), domain.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := infra.LoadInstance(ctx, "vm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Intake) != 1 {
+		t.Errorf("the instance keeps %d intake records, want 1 (the created key): %v", len(in.Intake), in.Intake)
+	}
 	// The removal, announced twice by the resource manager.
 	r1, err := svc.RemoveInstance(ctx, "seq:5", "vm-1", domain.Meta{})
 	if err != nil {
@@ -107,7 +122,7 @@ func TestIntake_DeliveredAgain(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(causes) != 5 {
-		t.Errorf("outcome events caused by intake: %v, want one for each of 5 messages (the second announcement records nothing)", causes)
+	if len(causes) != 25 {
+		t.Errorf("%d outcome events caused by intake, want one for each of 25 messages (the second announcement records nothing): %v", len(causes), causes)
 	}
 }

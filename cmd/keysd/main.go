@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("bootstrap operator account present", "login", cfg.BootstrapAccount)
 	}
 
-	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOrphan: eventLog.AppendOnce}
+	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOnce: eventLog.AppendOnce, Rejection: eventLog.Rejection}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup
