@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/http/httpsig"
+	"github.com/infrakeys/infrakeys/internal/testkit"
 	"github.com/infrakeys/infrakeys/projections"
 	"github.com/infrakeys/infrakeys/sealing"
 )
@@ -48,10 +48,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	keysdBin = filepath.Join(dir, "keysd")
-	out, err := exec.Command("go", "build", "-o", keysdBin, "../cmd/keysd").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build keysd: %v\n%s", err, out)
+	if keysdBin, err = testkit.Build(dir, testkit.KeysdPackage); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -298,22 +296,7 @@ func (r *replica) Kill(tb testing.TB) {
 }
 
 // lockedBuffer collects a process's log lines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testkit.LockedBuffer
 
 // client signs CloudAPI requests as one account.
 type client struct {

@@ -10,13 +10,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/internal/testkit"
 )
 
 // eventLine is one line of "keysctl events": the stream sequence and the
@@ -102,22 +102,7 @@ func freeAddr(tb testing.TB) string {
 }
 
 // lockedBuffer is written by a running command and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testkit.LockedBuffer
 
 // TestEvents replays a real keysd's log over NATS as the audit role.
 func TestEvents(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/infrakeys/infrakeys/bus"
+	"github.com/infrakeys/infrakeys/internal/testkit"
 )
 
 // keysdBin is the keysd binary built once for these tests: they exercise
@@ -33,10 +34,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	keysdBin = filepath.Join(dir, "keysd")
-	out, err := exec.Command("go", "build", "-o", keysdBin, "../keysd").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build keysd: %v\n%s", err, out)
+	if keysdBin, err = testkit.Build(dir, testkit.KeysdPackage); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
+	"github.com/infrakeys/infrakeys/internal/testkit"
 	"github.com/infrakeys/infrakeys/sealing"
 )
 
@@ -276,11 +277,7 @@ func buildKeysd(tb testing.TB) string {
 			keysdBinErr = err
 			return
 		}
-		keysdBin = filepath.Join(dir, "keysd")
-		out, err := exec.Command("go", "build", "-o", keysdBin, ".").CombinedOutput()
-		if err != nil {
-			keysdBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		keysdBin, keysdBinErr = testkit.Build(dir, testkit.KeysdPackage)
 	})
 	if keysdBinErr != nil {
 		tb.Fatal(keysdBinErr)

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/infrakeys/infrakeys/http/httpsig"
+	"github.com/infrakeys/infrakeys/internal/testkit"
 )
 
 // keysd is a keysd started by run() in this process, on a free port, with
@@ -43,22 +44,7 @@ type keysd struct {
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.LockedBuffer
 
 // MustStart starts keysd with an operator account "admin" bootstrapped
 // from a fresh ed25519 key. env adds or overrides environment variables.
