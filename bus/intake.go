@@ -140,7 +140,12 @@ func ServeIntake(ctx context.Context, c *Conn, stream jetstream.Stream, svc *dom
 		err = stream.SecureDeleteMsg(cctx, seq)
 		cancel()
 		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !strings.Contains(err.Error(), "no message found") {
-			logger.Warn("intake: erase failed", "intakeId", id, "seq", seq, "err", err)
+			// Not acknowledged: an ack would remove the message from the
+			// work queue without erasing it. Delivered again, it finds
+			// its outcome recorded and is erased then.
+			logger.Warn("intake: erase failed; will retry", "intakeId", id, "seq", seq, "err", err)
+			_ = m.NakWithDelay(time.Second)
+			return
 		}
 		_ = m.Ack()
 	})

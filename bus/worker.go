@@ -9,9 +9,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// drainGrace bounds how long a stopping worker waits for the message in
+// hand; it is shorter than the consumers' AckWait.
+const drainGrace = 8 * time.Second
+
 // work runs handle on every message of a durable consumer until ctx ends.
 // Replicas that run the same durable share its messages; a message not
 // acknowledged (a crash, a Nak) is delivered again, to any of them.
+//
+// When ctx ends, the message in hand is finished, not abandoned halfway
+// (an intake message recorded but not yet erased, a cascade between its
+// batches): handle runs on a context that outlives ctx by up to
+// drainGrace. Messages fetched but not yet started are handed back.
 func work(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig, logger *slog.Logger, handle func(context.Context, jetstream.Msg)) error {
 	var cons jetstream.Consumer
 	for {
@@ -29,7 +38,15 @@ func work(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerCo
 		case <-time.After(time.Second):
 		}
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { handle(ctx, m) },
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if ctx.Err() != nil {
+			_ = m.Nak()
+			return
+		}
+		handle(hctx, m)
+	},
 		jetstream.PullMaxMessages(16),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if ctx.Err() == nil {
@@ -41,7 +58,13 @@ func work(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerCo
 	}
 	<-ctx.Done()
 	cc.Drain()
-	<-cc.Closed()
+	select {
+	case <-cc.Closed():
+	case <-time.After(drainGrace):
+		logger.Warn("consumer: work in hand not finished in time; it will be delivered again", "consumer", cfg.Durable)
+		hcancel()
+		<-cc.Closed()
+	}
 	return nil
 }
 
