@@ -136,10 +136,13 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		bob := c.MustCreateAccount(t, a, "bob")
-		early, err := kv.Get(ctx, "account.bob")
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The test's own connection may read the bucket from a follower
+		// that has not yet applied the account's document.
+		var early jetstream.KeyValueEntry
+		Eventually(t, 30*time.Second, "bob's document in the read model", func() error {
+			early, err = kv.Get(ctx, "account.bob")
+			return err
+		})
 		for i := range 30 {
 			name := fmt.Sprintf("lag-%d", i)
 			bob.MustDo(t, a.url, http.MethodPost, "/bob/keys", map[string]any{"name": name, "key": AuthorizedKey(t, MustKey(t), name)}, http.StatusCreated)
