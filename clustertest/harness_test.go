@@ -76,10 +76,14 @@ func MustStartCluster(tb testing.TB) *cluster {
 	c := &cluster{dir: tb.TempDir(), admin: MustKey(tb)}
 	const n = 3
 	clientPorts, routePorts := freePorts(tb, n), freePorts(tb, n)
+	// The routes authenticate as docker-compose.yml sets them up.
+	password := rand.Text()
 	var routes []string
 	for _, p := range routePorts {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+		routes = append(routes, fmt.Sprintf("nats-route://route:%s@127.0.0.1:%d", password, p))
 	}
+	tb.Setenv("NATS_CLUSTER_PASSWORD", password)
+	tb.Setenv("NATS_ROUTES", "["+strings.Join(routes, ", ")+"]")
 	for i := range n {
 		name := fmt.Sprintf("nats-%d", i+1)
 		tb.Setenv("NATS_SERVER_NAME", name)
@@ -89,7 +93,6 @@ func MustStartCluster(tb testing.TB) *cluster {
 		}
 		opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", clientPorts[i], 0
 		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", routePorts[i]
-		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 		opts.StoreDir = filepath.Join(c.dir, name)
 		opts.NoSigs, opts.NoLog = true, true
 		c.opts = append(c.opts, opts)

@@ -6,8 +6,11 @@
 package deploy_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -33,13 +37,24 @@ func TestCompose(t *testing.T) {
 		}
 		t.Skip("docker-compose is not installed")
 	}
-	cmd := exec.Command("docker-compose", "-f", "docker-compose.yml", "config")
-	cmd.Dir = ".."
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	compose := func(env ...string) ([]byte, string, error) {
+		cmd := exec.Command("docker-compose", "-f", "docker-compose.yml", "config")
+		cmd.Dir = ".."
+		cmd.Env = append(slices.DeleteFunc(os.Environ(), func(v string) bool {
+			return strings.HasPrefix(v, "NATS_CLUSTER_PASSWORD=")
+		}), env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		return out, stderr.String(), err
+	}
+	// The routes between NATS nodes have no default password.
+	if _, stderr, err := compose(); err == nil || !strings.Contains(stderr, "set NATS_CLUSTER_PASSWORD") {
+		t.Errorf("docker-compose config without NATS_CLUSTER_PASSWORD: err %v, stderr %q; want a refusal naming it", err, stderr)
+	}
+	out, stderr, err := compose("NATS_CLUSTER_PASSWORD=" + routePassword)
 	if err != nil {
-		t.Fatalf("docker-compose config: %v\n%s", err, stderr.String())
+		t.Fatalf("docker-compose config: %v\n%s", err, stderr)
 	}
 	var cfg struct {
 		Services map[string]struct {
@@ -63,6 +78,16 @@ func TestCompose(t *testing.T) {
 			if got, want := s.Environment["NATS_SERVER_NAME"], name; got != want {
 				t.Errorf("%s: NATS_SERVER_NAME = %q, want %q (the routes in deploy/nats/nats.conf name the services)", name, got, want)
 			}
+			// The node's configuration, with the environment compose gives it.
+			for _, v := range []string{"NATS_SERVER_NAME", "NATS_CLUSTER_PASSWORD", "NATS_ROUTES"} {
+				t.Setenv(v, s.Environment[v])
+			}
+			opts, err := server.ProcessConfigFile("nats/nats.conf")
+			if err != nil {
+				t.Errorf("%s: deploy/nats/nats.conf with its environment: %v", name, err)
+				continue
+			}
+			MustAuthenticateRoutes(t, name, opts, routePassword)
 		case s.Build != nil:
 			keysd = append(keysd, name)
 			if got, want := s.Environment["KEYSD_REPLICAS"], "3"; got != want {
@@ -88,10 +113,42 @@ func TestCompose(t *testing.T) {
 	}
 }
 
+// routePassword stands for the operator's NATS_CLUSTER_PASSWORD.
+const routePassword = "0123456789abcdef0123456789abcdef"
+
+// setNodeEnv sets the environment docker-compose.yml gives a NATS node.
+func setNodeEnv(t *testing.T, name string, routes ...string) {
+	t.Setenv("NATS_SERVER_NAME", name)
+	t.Setenv("NATS_CLUSTER_PASSWORD", routePassword)
+	t.Setenv("NATS_ROUTES", "["+strings.Join(routes, ", ")+"]")
+}
+
+// MustAuthenticateRoutes fails unless the cluster of opts requires the
+// route user and password, and every configured route presents them.
+func MustAuthenticateRoutes(t *testing.T, node string, opts *server.Options, password string) {
+	t.Helper()
+	if opts.Cluster.Username != "route" || opts.Cluster.Password != password {
+		t.Errorf("%s: cluster authorization %q/%q, want user route with NATS_CLUSTER_PASSWORD", node, opts.Cluster.Username, opts.Cluster.Password)
+	}
+	if got, want := len(opts.Routes), 3; got != want {
+		t.Errorf("%s: cluster routes = %d, want %d", node, got, want)
+	}
+	for _, r := range opts.Routes {
+		pw, _ := r.User.Password()
+		if r.User.Username() != "route" || pw != password {
+			t.Errorf("%s: route to %s does not present the cluster's credentials", node, r.Host)
+		}
+	}
+}
+
 // TestNATSConfig loads deploy/nats/nats.conf as a node of the cluster
 // would, with the nats-server version from go.mod.
 func TestNATSConfig(t *testing.T) {
-	t.Setenv("NATS_SERVER_NAME", "nats-1")
+	var routes []string
+	for i := 1; i <= 3; i++ {
+		routes = append(routes, fmt.Sprintf("nats-route://route:%s@nats-%d:6222", routePassword, i))
+	}
+	setNodeEnv(t, "nats-1", routes...)
 	opts, err := server.ProcessConfigFile("nats/nats.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -105,9 +162,7 @@ func TestNATSConfig(t *testing.T) {
 	if got, want := opts.MaxPayload, int32(bus.MaxPayload); got != want {
 		t.Errorf("max_payload = %d, want %d as the embedded server (bus.MaxPayload)", got, want)
 	}
-	if got, want := len(opts.Routes), 3; got != want {
-		t.Errorf("cluster routes = %d, want %d", got, want)
-	}
+	MustAuthenticateRoutes(t, "nats-1", opts, routePassword)
 	if opts.Cluster.Name == "" {
 		t.Error("the cluster has no name")
 	}
@@ -209,4 +264,65 @@ func normalize(p *server.Permissions) *server.Permissions {
 		return out
 	}
 	return &server.Permissions{Publish: sp(p.Publish), Subscribe: sp(p.Subscribe), Response: p.Response}
+}
+
+// TestNATSRoutesNeedThePassword runs two nodes of deploy/nats/nats.conf on
+// loopback: a node that presents the cluster's password joins, a
+// connection to the route port without it is refused.
+func TestNATSRoutesNeedThePassword(t *testing.T) {
+	start := func(name string, routes ...string) *server.Server {
+		setNodeEnv(t, name, routes...)
+		opts, err := server.ProcessConfigFile("nats/nats.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
+		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", -1
+		// Routes are what is tested; a JetStream cluster of these two
+		// would wait for a third node.
+		opts.JetStream = false
+		opts.NoLog, opts.NoSigs = true, true
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(s.Shutdown)
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("%s did not start", name)
+		}
+		return s
+	}
+	a := start("nats-a")
+	addr := a.ClusterAddr().String()
+
+	// Without the password: refused.
+	for _, creds := range []string{``, `"user":"route","pass":"wrong",`} {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(conn)
+		info, err := r.ReadString('\n')
+		if err != nil || !strings.Contains(info, `"auth_required":true`) {
+			t.Errorf("route port INFO %q (%v): want auth_required", info, err)
+		}
+		fmt.Fprintf(conn, "CONNECT {%s\"verbose\":false,\"pedantic\":false,\"name\":\"intruder\",\"cluster\":\"infrakeys\"}\r\nPING\r\n", creds)
+		reply, _ := r.ReadString('\n')
+		if !strings.Contains(reply, "Authorization Violation") {
+			t.Errorf("route CONNECT with credentials {%s}: got %q, want an authorization violation", creds, reply)
+		}
+		conn.Close()
+	}
+
+	// With it: the route forms.
+	b := start("nats-b", fmt.Sprintf("nats-route://route:%s@%s", routePassword, addr))
+	deadline := time.Now().Add(20 * time.Second)
+	for a.NumRoutes() == 0 || b.NumRoutes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no route between nodes that share the cluster password: %d, %d", a.NumRoutes(), b.NumRoutes())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
