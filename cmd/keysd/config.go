@@ -16,6 +16,7 @@ import (
 type Config struct {
 	DataDir               string
 	HTTPAddr              string
+	MetricsAddr           string
 	NATSURL               string
 	NATSCreds             string
 	NATSListen            string
@@ -47,6 +48,11 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http addr (--http-addr, KEYSD_HTTP_ADDR) %q: %v", c.HTTPAddr, err))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metrics addr (--metrics-addr, KEYSD_METRICS_ADDR) %q: %v", c.MetricsAddr, err))
+		}
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas (--replicas, KEYSD_REPLICAS) must be 1 to 5, got %d", c.Replicas))
@@ -96,6 +102,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
 	env("KEYSD_DATA_DIR", str(&c.DataDir))
 	env("KEYSD_HTTP_ADDR", str(&c.HTTPAddr))
+	env("KEYSD_METRICS_ADDR", str(&c.MetricsAddr))
 	env("KEYSD_NATS_URL", str(&c.NATSURL))
 	env("KEYSD_NATS_CREDS", str(&c.NATSCreds))
 	env("KEYSD_NATS_LISTEN", str(&c.NATSListen))
@@ -117,6 +124,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded NATS server's files (KEYSD_DATA_DIR)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (KEYSD_HTTP_ADDR)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address serving GET /metrics alone, which the HTTP API then leaves out; empty: the API serves it (KEYSD_METRICS_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS deployment; empty embeds a server (KEYSD_NATS_URL)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials for the external NATS deployment: a .creds file or an NKey seed file (KEYSD_NATS_CREDS)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "host:port where the embedded NATS server accepts drivers, the resource manager and audit consumers, with NKeys written under <data-dir>/nats; empty: none (KEYSD_NATS_LISTEN)")

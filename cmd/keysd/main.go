@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -158,6 +159,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// /metrics is on the API address unless it has one of its own.
+	var apiMetrics http.Handler = met.Handler()
+	if cfg.MetricsAddr != "" {
+		apiMetrics = nil
+	}
 	srv := khttp.NewServer(khttp.Config{
 		AttestationRoots:      roots,
 		Accounts:              svc,
@@ -171,11 +177,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ClockSkew:             cfg.ClockSkew,
 		ReadyChecks:           readyChecks(eventLog, projectionNames),
 		Observer:              met,
-		Metrics:               met.Handler(),
+		Metrics:               apiMetrics,
 	})
 	l, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		logger.Info("metrics listening", "addr", ml.Addr().String())
+		fmt.Fprintf(stdout, "keysd metrics on http://%s/metrics\n", ml.Addr())
+		var served sync.WaitGroup
+		defer served.Wait()
+		served.Go(func() {
+			if err := serveMetrics(ctx, ml, met.Handler(), logger); err != nil {
+				logger.Error("metrics listener stopped", "err", err)
+			}
+		})
 	}
 	nats := "embedded (" + busCfg.StoreDir + ")"
 	if cfg.NATSURL != "" {

@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -65,4 +69,32 @@ func newMetrics(log *bus.EventLog, intake jetstream.Stream, names []string, logg
 		ShredderBacklog: func(ctx context.Context) (uint64, error) { return bus.ShredderBacklog(ctx, log) },
 		IntakeBacklog:   func(ctx context.Context) (uint64, error) { return bus.IntakeBacklog(ctx, intake) },
 	}, logger)
+}
+
+// serveMetrics answers GET /metrics, and nothing else, on l until ctx
+// ends: the listener of --metrics-addr, for a scraper on a network the API
+// is not on.
+func serveMetrics(ctx context.Context, l net.Listener, h http.Handler, logger *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if serveErr := <-errc; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return err
 }

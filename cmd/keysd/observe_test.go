@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -49,12 +51,33 @@ func (k *keysd) scrape(tb testing.TB) map[string]*dto.MetricFamily {
 	if r.StatusCode != http.StatusOK {
 		tb.Fatalf("GET /metrics: %d %s", r.StatusCode, r.Body)
 	}
+	return parseMetrics(tb, r.Body)
+}
+
+// parseMetrics parses the Prometheus text format.
+func parseMetrics(tb testing.TB, body []byte) map[string]*dto.MetricFamily {
+	tb.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(strings.NewReader(string(r.Body)))
+	families, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
 	if err != nil {
 		tb.Fatalf("GET /metrics: not the Prometheus text format: %v", err)
 	}
 	return families
+}
+
+// plainGet gets url with no signature and no header checks.
+func plainGet(tb testing.TB, url string) (int, []byte) {
+	tb.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp.StatusCode, body
 }
 
 // metricValue returns the value of the sample of family name whose labels
@@ -293,4 +316,43 @@ func TestLogs(t *testing.T) {
 			t.Error("PEM armour of a private key in the logs")
 		}
 	})
+}
+
+// TestMetricsOnTheirOwnAddress: with KEYSD_METRICS_ADDR, /metrics is served
+// there, counting the API's requests, and the API address no longer has it.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	addr := freeAddr(t)
+	k := MustStart(t, map[string]string{"KEYSD_METRICS_ADDR": addr})
+	if r := k.Admin.Do(t, "GET", "/admin/keys", nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("list: %d %s", r.StatusCode, r.Body)
+	}
+
+	// Not on the API address: an unsigned GET /metrics is an unsigned
+	// request for an account's resources there (401), a signed one a
+	// missing resource.
+	if code, body := plainGet(t, k.URL+"/metrics"); code == http.StatusOK || strings.Contains(string(body), "keysd_http_requests_total") {
+		t.Errorf("GET /metrics on the API address: %d, still the metrics", code)
+	}
+	if r := k.Admin.Do(t, "GET", "/metrics", nil); r.StatusCode == http.StatusOK || strings.Contains(string(r.Body), "keysd_http_requests_total") {
+		t.Errorf("signed GET /metrics on the API address: %d, still the metrics", r.StatusCode)
+	}
+
+	code, body := plainGet(t, "http://"+addr+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics on the metrics address: %d %s", code, body)
+	}
+	families := parseMetrics(t, body)
+	if got, ok := metricValue(families, "keysd_http_requests_total", map[string]string{"method": "GET", "route": "/:login/keys", "code": "200"}); !ok || got < 1 {
+		t.Errorf("keysd_http_requests_total of GET /:login/keys on the metrics address = %v (present %v), want >= 1", got, ok)
+	}
+	if code, _ := plainGet(t, "http://"+addr+"/admin/keys"); code != http.StatusNotFound {
+		t.Errorf("GET /admin/keys on the metrics address: %d, want 404 (it serves /metrics alone)", code)
+	}
+
+	// It stops with keysd.
+	k.Stop(t)
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("the metrics address still accepts connections after keysd stopped")
+	}
 }
