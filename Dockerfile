@@ -10,5 +10,6 @@ RUN CGO_ENABLED=0 go build -trimpath -o /out/keysd ./cmd/keysd && \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/keysd /out/keysctl /usr/local/bin/
 USER nonroot
-EXPOSE 8080
+# 8080: the API (KEYSD_HTTP_ADDR); 9090: /metrics when KEYSD_METRICS_ADDR is set.
+EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/keysd"]
