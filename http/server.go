@@ -113,6 +113,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	return ServeUntil(ctx, srv, l, 30*time.Second)
+}
+
+// ServeUntil runs srv on l until ctx ends, then shuts it down gracefully:
+// it stops accepting connections and waits up to grace for the requests
+// in flight.
+func ServeUntil(ctx context.Context, srv *http.Server, l net.Listener, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -120,7 +127,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)
 	if serveErr := <-errc; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
