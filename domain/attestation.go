@@ -53,7 +53,8 @@ var (
 //
 // The chain is verified by hand rather than with x509.Certificate.Verify:
 // the device certificate of YubiKey 4 tokens is not marked as a CA, yet it
-// signs the key's certificate, and Verify would refuse it.
+// signs the key's certificate, and Verify would refuse it. That exception
+// is allowed for the device certificate alone (see verifyAttestationPath).
 func VerifyAttestation(key crypto.PublicKey, chain []string, roots *AttestationRoots, now time.Time) (*Attestation, error) {
 	if len(chain) == 0 {
 		return nil, attestationErrorf("no certificates")
@@ -131,12 +132,22 @@ func VerifyAttestation(key crypto.PublicKey, chain []string, roots *AttestationR
 // certificates may follow, each signing the one before: anything else
 // would prove nothing, and accepting it would let a client dress up a chain
 // with certificates that are not part of it.
+//
+// Who may sign matters as much as the signatures: a token signs whatever
+// digest it is given with a slot's key, so the owner of a genuine key
+// certificate could issue a "key certificate" for a software key under it.
+// Only certificate 2, the device certificate, may sign without being a CA
+// (YubiKey 4 device certificates are not), and it must not be a key's
+// certificate itself; every later untrusted signer must be a CA.
 func verifyAttestationPath(certs []*x509.Certificate, roots *AttestationRoots, now time.Time) (*x509.Certificate, error) {
 	for i, cert := range certs {
 		root := roots.signerOf(cert)
 		if root == nil {
 			if i == len(certs)-1 {
 				return nil, attestationErrorf("certificate %d is not signed by a trusted root", i+1)
+			}
+			if err := checkSigner(certs[i+1], i+2); err != nil {
+				return nil, err
 			}
 			if !signedBy(cert, certs[i+1]) {
 				return nil, attestationErrorf("certificate %d is not signed by certificate %d", i+1, i+2)
@@ -159,6 +170,23 @@ func verifyAttestationPath(certs []*x509.Certificate, roots *AttestationRoots, n
 		return anchor, nil
 	}
 	return nil, attestationErrorf("no certificates")
+}
+
+// checkSigner refuses cert, certificate n of the chain, as the signer of
+// certificate n-1 if its place does not allow it to sign.
+func checkSigner(cert *x509.Certificate, n int) error {
+	if n == 2 {
+		// Key certificates carry the key's PIN and touch policy; device
+		// certificates do not.
+		if _, ok := extensionValue(cert, oidYubicoPolicy); ok {
+			return attestationErrorf("certificate 2 is a key's certificate (it has the PIN and touch policy extension %s), not a device certificate, so it cannot sign certificate 1", oidYubicoPolicy)
+		}
+		return nil
+	}
+	if !cert.BasicConstraintsValid || !cert.IsCA {
+		return attestationErrorf("certificate %d is not a CA, so it cannot sign certificate %d", n, n-1)
+	}
+	return nil
 }
 
 // signedBy reports whether parent's key made child's signature. Unlike

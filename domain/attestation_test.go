@@ -242,6 +242,15 @@ func TestVerifyAttestation(t *testing.T) {
 
 	rsaKeyCert := MustKeyCertificate(t, keyTemplate(policyExtension(1, 3)), &rsaTestKey().PublicKey, p.deviceNonCA)
 
+	// A token signs any digest with a slot's key, so the owner of a genuine
+	// key certificate can issue certificates under it: slot keys standing in
+	// for device certificates, for a software key with the policy they like.
+	slotUnderNonCA := MustAuthority(t, keyTemplate(policyExtension(1, 1), serial), &p.deviceNonCA)
+	slotUnderCA := MustAuthority(t, keyTemplate(policyExtension(1, 1), serial), &p.device)
+	forgedDevice := MustAuthority(t, deviceTemplate(), &slotUnderNonCA) // no policy extension
+	interNonCA := MustAuthority(t, &x509.Certificate{Subject: pkix.Name{CommonName: "Test PIV Intermediate"}}, &p.root)
+	deviceUnderInterNonCA := MustAuthority(t, deviceTemplate(), &interNonCA)
+
 	validCertPEM := certPEM(keyCert)
 	brokenBlock := "-----BEGIN CERTIFICATE-----\n!!!\n"
 
@@ -355,6 +364,31 @@ func TestVerifyAttestation(t *testing.T) {
 		{
 			name: "ErrOutOfOrder", key: pub, roots: trusted, wantErr: "certificate 1 is not signed by certificate 2",
 			chain: pemChain(keyCertUnderInter, p.intermediate.cert, p.deviceUnderInter.cert),
+		},
+		{
+			name: "ErrKeyCertificateSignsNonCADevice", key: pub, roots: trusted,
+			wantErr: "certificate 2 is a key's certificate (it has the PIN and touch policy extension 1.3.6.1.4.1.41482.3.8), not a device certificate, so it cannot sign certificate 1",
+			chain:   pemChain(MustKeyCertificate(t, keyTemplate(policyExtension(3, 2), serial), pub, slotUnderNonCA), slotUnderNonCA.cert, p.deviceNonCA.cert),
+		},
+		{
+			name: "ErrKeyCertificateSignsCADevice", key: pub, roots: trusted,
+			wantErr: "certificate 2 is a key's certificate (it has the PIN and touch policy extension 1.3.6.1.4.1.41482.3.8), not a device certificate, so it cannot sign certificate 1",
+			chain:   pemChain(MustKeyCertificate(t, keyTemplate(policyExtension(3, 2), serial), pub, slotUnderCA), slotUnderCA.cert, p.device.cert, p.root.cert),
+		},
+		{
+			name: "ErrKeyCertificateSignsDevice", key: pub, roots: trusted, wantErr: "certificate 3 is not a CA, so it cannot sign certificate 2",
+			chain: pemChain(MustKeyCertificate(t, keyTemplate(policyExtension(3, 2), serial), pub, forgedDevice), forgedDevice.cert, slotUnderNonCA.cert, p.deviceNonCA.cert),
+		},
+		{
+			name: "ErrDeviceSignsDevice", key: pub, roots: trusted, wantErr: "certificate 3 is not a CA, so it cannot sign certificate 2",
+			chain: func() []string {
+				device := MustAuthority(t, deviceTemplate(), &p.deviceNonCA)
+				return pemChain(MustKeyCertificate(t, keyTemplate(), pub, device), device.cert, p.deviceNonCA.cert)
+			}(),
+		},
+		{
+			name: "ErrIntermediateNotCA", key: pub, roots: trusted, wantErr: "certificate 3 is not a CA, so it cannot sign certificate 2",
+			chain: pemChain(MustKeyCertificate(t, keyTemplate(policyExtension(2, 1), serial), pub, deviceUnderInterNonCA), deviceUnderInterNonCA.cert, interNonCA.cert),
 		},
 		{name: "ErrRootAsKeyCertificate", key: &p.root.key.PublicKey, roots: trusted, chain: pemChain(p.root.cert), wantErr: "certificate 1 is a trusted root, not a key's certificate"},
 		{

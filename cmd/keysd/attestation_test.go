@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -82,6 +84,53 @@ func TestAttestedKeys(t *testing.T) {
 			t.Errorf("plain key shows attestation fields: %s", r.Body)
 		}
 	})
+	t.Run("ListShowsAttested", func(t *testing.T) {
+		var list []attestedKeyJSON
+		alice.Do(t, "GET", "/alice/keys", nil).JSON(t, &list)
+		got := map[string]attestedKeyJSON{}
+		for _, k := range list {
+			got[k.Name] = k
+		}
+		if k := got["OK_PinAndTouch"]; !k.Attested || !slices.Equal(k.Multifactor, []string{"pin", "touch"}) {
+			t.Errorf("attested key in the list: %+v", k)
+		}
+		if k := got["OK_NoFactor"]; !k.Attested || k.Multifactor == nil || len(k.Multifactor) != 0 {
+			t.Errorf("attested key without factor in the list: %+v", k)
+		}
+		if k, ok := got["alice@test"]; !ok || k.Attested || k.Multifactor != nil {
+			t.Errorf("plain key in the list: %+v (listed %v)", k, ok)
+		}
+	})
+	// Each refusal names the check that failed.
+	for _, tc := range []struct {
+		name  string
+		chain func(pub *ecdsa.PublicKey) []string
+		check string
+	}{
+		{"ErrSlotKeySigns", func(pub *ecdsa.PublicKey) []string { return pki.SlotSignedChain(t, pub, 2, 2) },
+			"certificate 2 is a key's certificate (it has the PIN and touch policy extension 1.3.6.1.4.1.41482.3.8), not a device certificate, so it cannot sign certificate 1"},
+		{"ErrExpired", func(pub *ecdsa.PublicKey) []string { return pki.ExpiredChain(t, pub) },
+			"certificate 1 has expired"},
+		{"ErrBrokenSignature", func(pub *ecdsa.PublicKey) []string {
+			chain := pki.Chain(t, pub, 2, 2, 1)
+			chain[0] = mustBreakSignature(t, chain[0])
+			return chain
+		}, "certificate 1 is not signed by certificate 2"},
+		{"ErrExtraCertificates", func(pub *ecdsa.PublicKey) []string {
+			return append(pki.Chain(t, pub, 2, 2, 1), string(attestationtest.New(t, true).RootPEM()))
+		}, "certificate 3 proves nothing: certificate 2 is already signed by a trusted root"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := mustECDSA(t)
+			r := alice.Do(t, "POST", "/alice/keys", map[string]any{"name": tc.name, "key": AuthorizedKey(t, key, ""), "attestation": tc.chain(&key.PublicKey)})
+			if code, msg := r.ErrorBody(t); r.StatusCode != 409 || code != "InvalidArgument" || msg != "attestation is invalid: "+tc.check {
+				t.Errorf("got %d %s %q, want 409 InvalidArgument %q", r.StatusCode, code, msg, "attestation is invalid: "+tc.check)
+			}
+			if r := alice.Do(t, "GET", "/alice/keys/"+tc.name, nil); r.StatusCode != 404 {
+				t.Errorf("refused key exists: %d %s", r.StatusCode, r.Body)
+			}
+		})
+	}
 	t.Run("ErrWrongKey", func(t *testing.T) {
 		key, other := mustECDSA(t), mustECDSA(t)
 		r := alice.Do(t, "POST", "/alice/keys", map[string]any{"key": AuthorizedKey(t, key, ""), "attestation": pki.Chain(t, &other.PublicKey, 2, 2, 1)})
@@ -123,6 +172,19 @@ func TestAttestedKeys(t *testing.T) {
 			t.Errorf("plain key has attestation %+v", a)
 		}
 	})
+}
+
+// mustBreakSignature returns the PEM certificate certPEM with one bit of
+// its signature flipped.
+func mustBreakSignature(tb testing.TB, certPEM string) string {
+	tb.Helper()
+	block, _ := pem.Decode([]byte(certPEM))
+	if block == nil {
+		tb.Fatal("not PEM")
+	}
+	raw := bytes.Clone(block.Bytes)
+	raw[len(raw)-1] ^= 1 // the signature is the last field
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: raw}))
 }
 
 // readEvents replays the event log of a stopped keysd's data directory.

@@ -55,22 +55,57 @@ func (p *PKI) RootPEM() []byte {
 // device's, as CreateKey's attestation wants them.
 func (p *PKI) Chain(tb testing.TB, pub crypto.PublicKey, pin, touch byte, serial int) []string {
 	tb.Helper()
+	now := time.Now()
+	key := mustCert(tb, keyTemplate(tb, pin, touch, serial, now.Add(-time.Hour), now.Add(24*time.Hour)), pub, p.Device, p.deviceKey)
+	return pemChain(key, p.Device)
+}
+
+// ExpiredChain is Chain with a key certificate that expired an hour ago.
+func (p *PKI) ExpiredChain(tb testing.TB, pub crypto.PublicKey) []string {
+	tb.Helper()
+	now := time.Now()
+	key := mustCert(tb, keyTemplate(tb, 2, 2, 1, now.Add(-48*time.Hour), now.Add(-time.Hour)), pub, p.Device, p.deviceKey)
+	return pemChain(key, p.Device)
+}
+
+// SlotSignedChain is the forgery a token's owner can make: a genuine
+// certificate for a key in one of the token's slots, and under it, signed
+// with that slot's key (a token signs any digest it is given), a
+// certificate for pub with the policies the forger likes. It returns pub's
+// certificate, the slot key's and the device's.
+func (p *PKI) SlotSignedChain(tb testing.TB, pub crypto.PublicKey, pin, touch byte) []string {
+	tb.Helper()
+	now := time.Now()
+	slotKey := mustKey(tb)
+	slot := mustCert(tb, keyTemplate(tb, 1, 1, 1, now.Add(-time.Hour), now.Add(24*time.Hour)), slotKey.Public(), p.Device, p.deviceKey)
+	forged := mustCert(tb, keyTemplate(tb, pin, touch, 1, now.Add(-time.Hour), now.Add(24*time.Hour)), pub, slot, slotKey)
+	return pemChain(forged, slot, p.Device)
+}
+
+// keyTemplate is a key's certificate as a YubiKey makes it: with the PIN
+// and touch policy and the serial number. Device certificates carry
+// neither policy extension.
+func keyTemplate(tb testing.TB, pin, touch byte, serial int, notBefore, notAfter time.Time) *x509.Certificate {
+	tb.Helper()
 	s, err := asn1.Marshal(serial)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	now := time.Now()
-	key := mustCert(tb, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "YubiKey PIV Attestation 9a"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+	return &x509.Certificate{
+		Subject: pkix.Name{CommonName: "YubiKey PIV Attestation 9a"}, NotBefore: notBefore, NotAfter: notAfter,
 		ExtraExtensions: []pkix.Extension{
 			{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 41482, 3, 8}, Value: []byte{pin, touch}},
 			{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 41482, 3, 7}, Value: s},
 		},
-	}, pub, p.Device, p.deviceKey)
-	return []string{
-		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: key.Raw})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.Device.Raw})),
 	}
+}
+
+func pemChain(certs ...*x509.Certificate) []string {
+	out := make([]string, len(certs))
+	for i, cert := range certs {
+		out[i] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	}
+	return out
 }
 
 func mustKey(tb testing.TB) crypto.Signer {
