@@ -41,7 +41,7 @@ func viewKey(k *domain.AccountKey) keyView {
 // like one that does not exist.
 func (s *Server) targetAccount(c echo.Context) (*domain.Account, error) {
 	p := principalOf(c)
-	login := c.Param("login")
+	login := pathParam(c, "login")
 	if login == "my" || login == p.Account.Login {
 		// The signer's account was loaded from the log's tail moments ago.
 		return p.Account, nil
@@ -77,7 +77,7 @@ func (s *Server) handleKeyList(c echo.Context) error {
 func (s *Server) handleKeyGet(c echo.Context) error {
 	ref := keyParam(c)
 	a, err := s.targetAccount(c)
-	if domain.ErrorCode(err) == domain.ENOTFOUND && c.Param("login") != "my" {
+	if domain.ErrorCode(err) == domain.ENOTFOUND && pathParam(c, "login") != "my" {
 		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
 	} else if err != nil {
 		return err
@@ -145,7 +145,7 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 func (s *Server) handleKeyDelete(c echo.Context) error {
 	ref := keyParam(c)
 	a, err := s.targetAccount(c)
-	if domain.ErrorCode(err) == domain.ENOTFOUND && c.Param("login") != "my" {
+	if domain.ErrorCode(err) == domain.ENOTFOUND && pathParam(c, "login") != "my" {
 		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
 	} else if err != nil {
 		return err
@@ -158,13 +158,7 @@ func (s *Server) handleKeyDelete(c echo.Context) error {
 
 // keyParam returns :key decoded: names and fingerprints arrive
 // percent-encoded (the triton CLI encodes ':' and '/').
-func keyParam(c echo.Context) string {
-	raw := c.Param("key")
-	if v, err := url.PathUnescape(raw); err == nil {
-		return v
-	}
-	return raw
-}
+func keyParam(c echo.Context) string { return pathParam(c, "key") }
 
 // meta describes the request for the events it causes.
 func (s *Server) meta(c echo.Context) domain.Meta {

@@ -257,12 +257,3 @@ func (s *Server) handleSubstitute(c echo.Context) error {
 	}
 	return lmWrite(c, http.StatusOK, out)
 }
-
-// pathParam returns a path parameter, percent-decoded.
-func pathParam(c echo.Context, name string) string {
-	raw := c.Param(name)
-	if v, err := url.PathUnescape(raw); err == nil {
-		return v
-	}
-	return raw
-}
