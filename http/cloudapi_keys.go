@@ -136,7 +136,7 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("Location", "/"+a.Login+"/keys/"+url.PathEscape(k.Fingerprint))
+	c.Response().Header().Set("Location", "/"+encodeURIComponent(a.Login)+"/keys/"+encodeURIComponent(k.Fingerprint))
 	return writeJSON(c, http.StatusCreated, viewKey(k))
 }
 
@@ -159,6 +159,27 @@ func (s *Server) handleKeyDelete(c echo.Context) error {
 // keyParam returns :key decoded: names and fingerprints arrive
 // percent-encoded (the triton CLI encodes ':' and '/').
 func keyParam(c echo.Context) string { return pathParam(c, "key") }
+
+// encodeURIComponent escapes s as JavaScript's encodeURIComponent does,
+// which is how CloudAPI builds Location: only A-Z a-z 0-9 - _ . ! ~ * ' ( )
+// stay as they are. url.PathEscape would leave the ':' of a fingerprint.
+func encodeURIComponent(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case 'a' <= ch && ch <= 'z', 'A' <= ch && ch <= 'Z', '0' <= ch && ch <= '9',
+			strings.IndexByte("-_.!~*'()", ch) >= 0:
+			b.WriteByte(ch)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[ch>>4])
+			b.WriteByte(hex[ch&15])
+		}
+	}
+	return b.String()
+}
 
 // meta describes the request for the events it causes.
 func (s *Server) meta(c echo.Context) domain.Meta {

@@ -98,7 +98,9 @@ func TestCreateKey(t *testing.T) {
 		if got.Name != "work" || got.Fingerprint != ssh.FingerprintLegacyMD5(pub) || got.FingerprintSHA256 != ssh.FingerprintSHA256(pub) || got.Key != line {
 			t.Errorf("created %+v", got)
 		}
-		if loc, want := r.Header.Get("Location"), "/alice/keys/"+url.PathEscape(got.Fingerprint); loc != want {
+		// CloudAPI encodes with encodeURIComponent: the colons of the
+		// fingerprint are %3A.
+		if loc, want := r.Header.Get("Location"), "/alice/keys/"+strings.ReplaceAll(got.Fingerprint, ":", "%3A"); loc != want {
 			t.Errorf("Location = %q, want %q", loc, want)
 		}
 	})
@@ -234,6 +236,63 @@ func TestGetListDeleteKey(t *testing.T) {
 			t.Errorf("got %d %s", r.StatusCode, code)
 		}
 	})
+}
+
+// TestKeyNamesInPaths checks that :key is decoded exactly once, however
+// the client encoded it: only what must be (Go's url.PathEscape) or
+// everything but letters and digits (encodeURIComponent, as the triton CLI).
+func TestKeyNamesInPaths(t *testing.T) {
+	k := MustStart(t, nil)
+	alice := MustAccount(t, k, "alice")
+	// "aA" is what "a%41" decodes to when decoded twice.
+	names := []string{"aA", "a%41", "x y:z%", "100%", "a+b", "ключ"}
+	for _, name := range names {
+		if r := alice.Do(t, "POST", "/alice/keys", map[string]any{"name": name, "key": AuthorizedKey(t, MustKey(t), "")}); r.StatusCode != http.StatusCreated {
+			t.Fatalf("create %q: %d %s", name, r.StatusCode, r.Body)
+		}
+	}
+	encodings := map[string]func(string) string{"PathEscape": url.PathEscape, "EncodeURIComponent": encodeURIComponent}
+	for _, name := range names {
+		for enc, escape := range encodings {
+			t.Run(enc+"/"+name, func(t *testing.T) {
+				for _, login := range []string{"alice", "my"} {
+					r := alice.Do(t, "GET", "/"+login+"/keys/"+escape(name), nil)
+					var got keyJSON
+					r.JSON(t, &got)
+					if r.StatusCode != http.StatusOK || got.Name != name {
+						t.Errorf("GET /%s/keys/%s: %d, name %q, want %q", login, escape(name), r.StatusCode, got.Name, name)
+					}
+					if head := alice.Do(t, "HEAD", "/"+login+"/keys/"+escape(name), nil); head.StatusCode != http.StatusOK || head.Header.Get("Content-MD5") != r.Header.Get("Content-MD5") {
+						t.Errorf("HEAD /%s/keys/%s: %d", login, escape(name), head.StatusCode)
+					}
+				}
+			})
+		}
+	}
+	t.Run("DeleteOnceDecoded", func(t *testing.T) {
+		if r := alice.Do(t, "DELETE", "/my/keys/"+url.PathEscape("a%41"), nil); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("delete: %d %s", r.StatusCode, r.Body)
+		}
+		if r := alice.Do(t, "GET", "/alice/keys/aA", nil); r.StatusCode != http.StatusOK {
+			t.Errorf("aA after deleting a%%41: %d", r.StatusCode)
+		}
+		r := alice.Do(t, "GET", "/my/keys/"+encodeURIComponent("a%41"), nil)
+		if code, msg := r.ErrorBody(t); r.StatusCode != http.StatusNotFound || code != "ResourceNotFound" || msg != "a%41 does not exist" {
+			t.Errorf("deleted key: %d %s %q", r.StatusCode, code, msg)
+		}
+		if r := alice.Do(t, "DELETE", "/my/keys/"+encodeURIComponent("x y:z%"), nil); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("delete: %d %s", r.StatusCode, r.Body)
+		}
+		if r := alice.Do(t, "GET", "/my/keys/"+encodeURIComponent("x y:z%"), nil); r.StatusCode != http.StatusNotFound {
+			t.Errorf("deleted key: %d", r.StatusCode)
+		}
+	})
+}
+
+// encodeURIComponent escapes s as JavaScript's encodeURIComponent, which
+// the triton CLI uses for path segments.
+func encodeURIComponent(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
 
 func TestAccountIsolation(t *testing.T) {
