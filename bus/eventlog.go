@@ -119,7 +119,10 @@ func (l *EventLog) Stream() jetstream.Stream { return l.stream }
 //
 // One event is a plain publish; several are one atomic batch. Either way,
 // when the acknowledgement is lost (a timeout, a leader change) Append looks
-// at the owner's last event: if it is ours, the write happened.
+// at the owner's event after expected: if it is ours, the write happened.
+// Otherwise it publishes again. nats-server checks the expected sequence
+// before Nats-Msg-Id, so a retry of a write that did land conflicts with
+// that write: a conflict on a retry is one only if our events are not there.
 func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint64, events []domain.Event) (seq uint64, err error) {
 	if l.obs != nil {
 		start := time.Now()
@@ -148,12 +151,23 @@ func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		seq, err := l.publish(ctx, expected, msgs)
+		if errors.Is(err, domain.ErrVersionConflict) && attempt > 0 {
+			seq, ok, lerr := l.landed(ctx, subject, expected, events)
+			switch {
+			case ok:
+				return seq, nil
+			case lerr != nil:
+				// Neither a conflict nor a success can be told.
+				return 0, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", lerr)
+			}
+			return 0, err
+		}
 		if err == nil || errors.Is(err, domain.ErrVersionConflict) || ctx.Err() != nil {
 			return seq, err
 		}
 		lastErr = err
 		// The outcome is unknown: find out whether our events are there.
-		if seq, ok := l.landed(ctx, subject, events[len(events)-1].ID); ok {
+		if seq, ok, _ := l.landed(ctx, subject, expected, events); ok {
 			return seq, nil
 		}
 	}
@@ -219,16 +233,28 @@ func classify(err error) error {
 	return err
 }
 
-// landed reports whether the last event on subject is eventID, and its
-// sequence.
-func (l *EventLog) landed(ctx context.Context, subject, eventID string) (uint64, bool) {
+// landed reports whether events were stored on subject by a publish that
+// expected sequence expected, and the sequence of the last of them. Such a
+// publish put them right after expected, whatever other writers appended
+// since; err is set when the log could not be read.
+func (l *EventLog) landed(ctx context.Context, subject string, expected uint64, events []domain.Event) (seq uint64, ok bool, err error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
-	if err != nil {
-		return 0, false
+	seq = expected
+	for _, e := range events {
+		m, err := l.stream.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		if m.Header.Get(HeaderEventID) != e.ID {
+			return 0, false, nil
+		}
+		seq = m.Sequence
 	}
-	return m.Sequence, m.Header.Get(HeaderEventID) == eventID
+	return seq, true, nil
 }
 
 // ReadOwner returns owner's events stored after sequence after, in order.

@@ -57,6 +57,65 @@ func TestAppend(t *testing.T) {
 		}
 	})
 
+	// After a lost acknowledgement Append retries; nats-server checks the
+	// expected sequence before Nats-Msg-Id, so a retry of a write that
+	// landed conflicts with the write itself.
+	t.Run("RetryAfterLostAck", func(t *testing.T) {
+		owner := domain.AccountOwner("lostack")
+		first := MustAppend(t, l, owner, 0, testEvents(owner, 1))
+		events := testEvents(owner, 1)
+		// The look at the log after the lost acknowledgement fails too
+		// (the leader is changing), so Append publishes again.
+		bus.LoseNextAck(l, true, func() { bus.FailNextRead(l) })
+		seq, err := l.Append(ctx, owner, first, events)
+		if err != nil {
+			t.Fatalf("append whose acknowledgement was lost: %v", err)
+		}
+		rs := MustReadOwner(t, l, owner)
+		if got, want := eventIDs(rs), []string{rs[0].Event.ID, events[0].ID}; !slices.Equal(got, want) {
+			t.Fatalf("events = %v, want %v", got, want)
+		}
+		if got, want := seq, rs[1].Seq; got != want {
+			t.Errorf("Append said %d, stored at %d", got, want)
+		}
+	})
+	t.Run("RetryAfterLostAckThenOtherWriter", func(t *testing.T) {
+		// Another writer appends after ours before the retry: ours is no
+		// longer the owner's last event, yet it landed.
+		owner := domain.AccountOwner("lostackother")
+		first := MustAppend(t, l, owner, 0, testEvents(owner, 1))
+		events := testEvents(owner, 1)
+		var other uint64
+		bus.LoseNextAck(l, true, func() { other = MustAppend(t, l, owner, first+1, testEvents(owner, 1)) })
+		seq, err := l.Append(ctx, owner, first, events)
+		if err != nil {
+			t.Fatalf("append whose acknowledgement was lost: %v", err)
+		}
+		rs := MustReadOwner(t, l, owner)
+		if got, want := len(rs), 3; got != want {
+			t.Fatalf("events: got %d, want %d", got, want)
+		}
+		if got, want := rs[1].Event.ID, events[0].ID; got != want {
+			t.Errorf("second event = %s, want ours %s", got, want)
+		}
+		if got, want := seq, rs[1].Seq; got != want || other != rs[2].Seq {
+			t.Errorf("Append said %d, stored at %d (other writer at %d)", got, want, other)
+		}
+	})
+	t.Run("ErrVersionConflictAfterLostRequest", func(t *testing.T) {
+		// The first attempt never reached the stream and another writer
+		// got there first: the retry's conflict is a real one.
+		owner := domain.AccountOwner("lostrequest")
+		first := MustAppend(t, l, owner, 0, testEvents(owner, 1))
+		bus.LoseNextAck(l, false, func() { MustAppend(t, l, owner, first, testEvents(owner, 1)) })
+		if _, err := l.Append(ctx, owner, first, testEvents(owner, 1)); !errors.Is(err, domain.ErrVersionConflict) {
+			t.Errorf("err = %v, want ErrVersionConflict", err)
+		}
+		if got, want := len(MustReadOwner(t, l, owner)), 2; got != want {
+			t.Errorf("events: got %d, want %d", got, want)
+		}
+	})
+
 	t.Run("Batch", func(t *testing.T) {
 		owner := domain.AccountOwner("batch")
 		first := MustAppend(t, l, owner, 0, testEvents(owner, 1))
