@@ -51,7 +51,10 @@ func (s *AccountService) CreateAccount(ctx context.Context, login string, operat
 }
 
 // EnsureOperator makes sure an operator account login with key exists,
-// deciding only what is missing: running it twice changes nothing.
+// deciding only what is missing: running it twice changes nothing. A new
+// key is named after its comment, or after its fingerprint when another
+// key has that name: an operator who swaps the key file for a new key
+// with the same comment must not lock keysd out of starting.
 func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *PublicKey, m Meta) (*Account, error) {
 	return s.run(ctx, login, func(a *Account) ([]Event, error) {
 		var evs []Event
@@ -68,7 +71,7 @@ func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *
 			evs = a.GrantOperator(m)
 		}
 		if a.KeyByFingerprint(key.Fingerprint) == nil {
-			ev, err := a.CreateKey("", key, nil, m)
+			ev, err := a.CreateKey(bootstrapKeyName(a, key), key, nil, m)
 			if err != nil {
 				return nil, err
 			}
@@ -156,4 +159,19 @@ func (s *AccountService) run(ctx context.Context, login string, decide func(*Acc
 		return after, err
 	}
 	return nil, Errorf(EUNAVAILABLE, "too many concurrent changes to account %s; retry", login)
+}
+
+// bootstrapKeyName is the name EnsureOperator gives key in a: its comment,
+// unless that is no valid name or another key of a has it.
+func bootstrapKeyName(a *Account, key *PublicKey) string {
+	name := key.Comment
+	if ValidateKeyName(name) != nil {
+		return key.Fingerprint
+	}
+	for _, k := range a.Keys {
+		if k.Name == name {
+			return key.Fingerprint
+		}
+	}
+	return name
 }
