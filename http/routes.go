@@ -9,7 +9,7 @@ import (
 // routes registers every route of keysd in one place.
 func (s *Server) routes() {
 	e := s.echo
-	e.Use(s.requestContext)
+	e.Use(s.requestContext, s.recoverPanic)
 
 	// Unauthenticated.
 	e.GET("/--ping", s.handlePing)
