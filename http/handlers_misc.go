@@ -48,7 +48,7 @@ func (s *Server) handleReadyz(c echo.Context) error {
 	return writeJSON(c, code, map[string]any{"status": status, "checks": checks})
 }
 
-// handleOpenAPI serves GET /openapi.yaml: the OpenAPI 3 document of the
+// handleOpenAPI serves GET|HEAD /openapi.yaml: the OpenAPI 3 document of the
 // service.
 func (s *Server) handleOpenAPI(c echo.Context) error {
 	return writeBody(c, http.StatusOK, "application/yaml", openAPISpec)

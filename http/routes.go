@@ -15,7 +15,7 @@ func (s *Server) routes() {
 	e.GET("/--ping", s.handlePing)
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
-	e.GET("/openapi.yaml", s.handleOpenAPI)
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/openapi.yaml", s.handleOpenAPI)
 	if s.cfg.Metrics != nil {
 		e.GET("/metrics", s.handleMetrics)
 	}
