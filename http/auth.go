@@ -105,7 +105,8 @@ func (s *Server) verifySignature(c echo.Context) (*principal, error) {
 	}
 	signing, err := httpsig.SigningString(r, headers)
 	if err != nil {
-		return nil, &headerError{"a header listed in the signature is missing from the request"}
+		// The error names the header: the client sent it, no secret.
+		return nil, &headerError{"Authorization header is malformed: " + strings.TrimPrefix(err.Error(), httpsig.ErrMalformed.Error()+": ")}
 	}
 	if err := httpsig.Verify(pub, alg, signing, params.Signature); err != nil {
 		return fail("signature does not verify", "err", err.Error())

@@ -129,6 +129,20 @@ func TestAuthFailures(t *testing.T) {
 			t.Errorf("got %d %s", r.StatusCode, code)
 		}
 	})
+	t.Run("ErrSignedHeaderMissing", func(t *testing.T) {
+		// Signed with x-custom, which is then left out of the request.
+		req := newRequest(t, "GET", k.URL+"/alice/keys", nil)
+		req.Header.Set("X-Custom", "v")
+		s := &httpsig.Signer{KeyID: keyID, Key: key, Headers: []string{"(request-target)", "date", "x-custom"}}
+		if err := s.Sign(req); err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Del("X-Custom")
+		r := send(t, req)
+		if code, msg := r.ErrorBody(t); r.StatusCode != 400 || code != "InvalidHeader" || msg != `Authorization header is malformed: signed header "x-custom" is missing from the request` {
+			t.Errorf("got %d %s %q, want 400 InvalidHeader naming x-custom", r.StatusCode, code, msg)
+		}
+	})
 	for name, header := range map[string]string{
 		"ErrMalformedScheme":    "Basic YWxpY2U6cHc=",
 		"ErrMalformedNoKeyID":   `Signature algorithm="ed25519-sha512",signature="AAAA"`,

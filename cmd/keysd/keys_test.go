@@ -1,10 +1,13 @@
 package main
 
 import (
+	"crypto/dsa"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -48,6 +51,7 @@ func TestCreateKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	two := AuthorizedKey(t, MustKey(t), "one") + "\n" + AuthorizedKey(t, MustKey(t), "two")
+	dsaLine := mustDSALine(t)
 
 	refusals := []struct {
 		name       string
@@ -66,7 +70,14 @@ func TestCreateKey(t *testing.T) {
 		{"ErrAttestationNotStrings", map[string]any{"key": AuthorizedKey(t, MustKey(t), ""), "attestation": []any{1}}, 409, "InvalidArgument", "attestation"},
 		{"ErrNameNotString", map[string]any{"key": AuthorizedKey(t, MustKey(t), ""), "name": 7}, 409, "InvalidArgument", "name"},
 		{"ErrNameSlash", map[string]any{"key": AuthorizedKey(t, MustKey(t), ""), "name": "a/b"}, 409, "InvalidArgument", "name"},
+		{"ErrDSA", map[string]any{"key": dsaLine}, 409, "InvalidArgument", "DSA (ssh-dss) keys are insecure and not accepted"},
 		{"ErrBadJSON", "{not json", 400, "BadRequest", "JSON"},
+		// The order of the checks (FACTS.md §1): each request fails two of
+		// them and must get the first one's answer.
+		{"ErrOrderMissingKeyBeforeAttestation", map[string]any{"attestation": "pem"}, 409, "MissingParameter", "key is a required argument"},
+		{"ErrOrderInvalidKeyBeforeAttestation", map[string]any{"key": "not a key", "attestation": "pem"}, 409, "InvalidArgument", "key is invalid"},
+		{"ErrOrderAttestationTypeBeforeDuplicate", map[string]any{"key": AuthorizedKey(t, MustKey(t), ""), "name": "alice@test", "attestation": "pem"}, 409, "InvalidArgument", "attestation must be an array of Strings"},
+		{"ErrOrderAttestationBeforeDuplicate", map[string]any{"key": AuthorizedKey(t, MustKey(t), ""), "name": "alice@test", "attestation": []string{"not pem"}}, 409, "InvalidArgument", "attestation is invalid: certificate 1 is not PEM"},
 		{"ErrTooLarge", map[string]any{"key": strings.Repeat("A", 100001)}, 413, "RequestTooLarge", "100000"},
 	}
 	for _, tc := range refusals {
@@ -129,6 +140,45 @@ func TestCreateKey(t *testing.T) {
 			}
 		}
 	})
+	t.Run("OK_FIDO", func(t *testing.T) {
+		edPub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ecPoint, err := ec.PublicKey.ECDH()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, blob := range [][]byte{
+			ssh.Marshal(struct {
+				Type        string
+				Key         []byte
+				Application string
+			}{ssh.KeyAlgoSKED25519, edPub, "ssh:"}),
+			ssh.Marshal(struct {
+				Type        string
+				Curve       string
+				Point       []byte
+				Application string
+			}{ssh.KeyAlgoSKECDSA256, "nistp256", ecPoint.Bytes(), "ssh:"}),
+		} {
+			pub, err := ssh.ParsePublicKey(blob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))) + " yubikey"
+			r := alice.Do(t, "POST", "/alice/keys", map[string]any{"name": pub.Type(), "key": line})
+			var got keyJSON
+			r.JSON(t, &got)
+			if r.StatusCode != http.StatusCreated || got.Name != pub.Type() || got.Fingerprint != ssh.FingerprintLegacyMD5(pub) || got.Key != line {
+				t.Errorf("%s: %d %s", pub.Type(), r.StatusCode, r.Body)
+			}
+		}
+	})
 	t.Run("ErrDuplicateName", func(t *testing.T) {
 		r := alice.Do(t, "POST", "/alice/keys", map[string]any{"name": "work", "key": AuthorizedKey(t, MustKey(t), "")})
 		if code, msg := r.ErrorBody(t); r.StatusCode != 409 || code != "InvalidArgument" || msg != "key already exists or is invalid" {
@@ -148,11 +198,31 @@ func TestCreateKey(t *testing.T) {
 	t.Run("FailedRequestsLeftNothing", func(t *testing.T) {
 		var keys []keyJSON
 		alice.Do(t, "GET", "/alice/keys", nil).JSON(t, &keys)
-		// alice@test, work, bob@host, fingerprint-named, ec, rsa, first.
-		if got, want := len(keys), 7; got != want {
+		// alice@test, work, bob@host, fingerprint-named, ec, rsa, the two
+		// FIDO keys, first.
+		if got, want := len(keys), 9; got != want {
 			t.Errorf("alice has %d keys, want %d", got, want)
 		}
 	})
+}
+
+// mustDSALine returns an ssh-dss public key line. Its numbers are random,
+// not a DSA group: keysd refuses the type before looking at them, and
+// generating real parameters is slow.
+func mustDSALine(tb testing.TB) string {
+	tb.Helper()
+	n := func(bits int) *big.Int {
+		v, err := rand.Prime(rand.Reader, bits)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return v
+	}
+	pub, err := ssh.NewPublicKey(&dsa.PublicKey{Parameters: dsa.Parameters{P: n(1024), Q: n(160), G: n(1000)}, Y: n(1000)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
 }
 
 func mustSSHSigner(tb testing.TB, priv any) ssh.Signer {
