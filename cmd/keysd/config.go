@@ -133,14 +133,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.BootstrapKey, "bootstrap-key", c.BootstrapKey, "OpenSSH public key file of the bootstrap account (KEYSD_BOOTSTRAP_KEY)")
 	fs.BoolVar(&c.AllowLegacySignatures, "allow-legacy-signatures", c.AllowLegacySignatures, "accept rsa-sha1 and signatures without (request-target) (KEYSD_ALLOW_LEGACY_SIGNATURES)")
 	fs.StringVar(&c.MasterKeyFile, "master-key-file", c.MasterKeyFile, "master key sealing private keys; created on first start if missing (KEYSD_MASTER_KEY_FILE, default <data-dir>/master.key)")
-	fs.Func("previous-master-key-files", "comma-separated older master key files, kept only to open and re-wrap during rotation (KEYSD_PREVIOUS_MASTER_KEY_FILES)", func(v string) error {
-		c.PreviousMasterKeys = append(c.PreviousMasterKeys, splitList(v)...)
-		return nil
-	})
-	fs.Func("attestation-roots", "comma-separated PEM files of extra hardware attestation roots (KEYSD_ATTESTATION_ROOTS)", func(v string) error {
-		c.AttestationRoots = append(c.AttestationRoots, splitList(v)...)
-		return nil
-	})
+	fs.Func("previous-master-key-files", "comma-separated older master key files, kept only to open and re-wrap during rotation; may be repeated (KEYSD_PREVIOUS_MASTER_KEY_FILES)", listFlag(&c.PreviousMasterKeys))
+	fs.Func("attestation-roots", "comma-separated PEM files of extra hardware attestation roots; may be repeated (KEYSD_ATTESTATION_ROOTS)", listFlag(&c.AttestationRoots))
 	fs.DurationVar(&c.ClockSkew, "clock-skew", c.ClockSkew, "largest accepted difference between a signed Date and now (KEYSD_CLOCK_SKEW)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (KEYSD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +144,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	return c, c.Validate()
+}
+
+// listFlag sets a list from a flag that may be repeated: the flag's items
+// add up, and replace what the environment set, since flags win.
+func listFlag(list *[]string) func(string) error {
+	fromFlags := false
+	return func(v string) error {
+		if !fromFlags {
+			*list, fromFlags = nil, true
+		}
+		*list = append(*list, splitList(v)...)
+		return nil
+	}
 }
 
 // splitList splits a comma-separated list, dropping empty items.
