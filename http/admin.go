@@ -63,7 +63,7 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 
 // handleAccountGet serves GET /--admin/accounts/:login.
 func (s *Server) handleAccountGet(c echo.Context) error {
-	login := c.Param("login")
+	login := pathParam(c, "login")
 	a, err := s.cfg.Repo.LoadAccount(c.Request().Context(), login)
 	if err != nil {
 		return err
@@ -104,7 +104,7 @@ func (s *Server) handleAccountPolicy(c echo.Context) error {
 	for name := range in {
 		return domain.Errorf(domain.EINVALID, "unknown policy %s", name)
 	}
-	a, err := s.cfg.Accounts.SetPolicy(c.Request().Context(), c.Param("login"), p, s.meta(c))
+	a, err := s.cfg.Accounts.SetPolicy(c.Request().Context(), pathParam(c, "login"), p, s.meta(c))
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func (s *Server) handleProjectionList(c echo.Context) error {
 
 // handleProjectionRebuild serves POST /--admin/projections/:name/rebuild.
 func (s *Server) handleProjectionRebuild(c echo.Context) error {
-	name := c.Param("name")
+	name := pathParam(c, "name")
 	for _, p := range s.cfg.Projections {
 		if p.Name() != name {
 			continue

@@ -359,6 +359,27 @@ func TestKeyNamesInPaths(t *testing.T) {
 	})
 }
 
+// TestLoginsInPaths checks that :login is decoded when the client encoded
+// more than it must, as encodeURIComponent encodes '@'.
+func TestLoginsInPaths(t *testing.T) {
+	k := MustStart(t, nil)
+	const login = "bob.smith@corp"
+	MustAccount(t, k, login)
+	for _, path := range []string{
+		"/--admin/accounts/" + encodeURIComponent(login),
+		"/" + encodeURIComponent(login) + "/keys",
+		"/" + encodeURIComponent(login) + "/keys/" + encodeURIComponent(login+"@test"),
+	} {
+		if r := k.Admin.Do(t, "GET", path, nil); r.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, r.StatusCode, r.Body)
+		}
+	}
+	r := k.Admin.Do(t, "PUT", "/--admin/accounts/"+encodeURIComponent(login)+"/policy", map[string]any{"requireAttestedKeys": true})
+	if r.StatusCode != http.StatusOK {
+		t.Errorf("PUT policy: %d %s", r.StatusCode, r.Body)
+	}
+}
+
 // encodeURIComponent escapes s as JavaScript's encodeURIComponent, which
 // the triton CLI uses for path segments.
 func encodeURIComponent(s string) string {
