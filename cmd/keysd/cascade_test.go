@@ -168,8 +168,8 @@ func TestCascade(t *testing.T) {
 
 	// Again on the bus, and over HTTP: the same removal, nothing new.
 	_, ch = d.publish(t, bus.IntakeRemovedSubject(inst), nil, "")
-	if again := outcome(t, ch); again.Outcome != domain.OutcomeRemoved || again.EventID != first.EventID {
-		t.Fatalf("second removal outcome %+v, want the first's event %s", again, first.EventID)
+	if again := outcome(t, ch); again.Outcome != domain.OutcomeRemoved || !again.Duplicate || again.OriginalEventID != first.EventID {
+		t.Fatalf("second removal outcome %+v, want a duplicate of the first's event %s", again, first.EventID)
 	}
 	r := k.Admin.Do(t, "DELETE", lmPrefix+"/instances/"+inst, nil)
 	if r.StatusCode != http.StatusAccepted || !strings.Contains(string(r.Body), first.EventID) {
