@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	vault := sealing.NewVault(ring, dataKeys)
 	svc := &domain.AccountService{Repo: accounts}
-	infraSvc := &domain.InfraKeyService{Repo: infra, Sealer: vault}
+	infraSvc := &domain.InfraKeyService{Repo: infra, Sealer: vault, CascadeBatch: cfg.CascadeBatch}
 	tokenSvc := &domain.TokenService{Repo: tokens}
 
 	if cfg.BootstrapAccount != "" {
