@@ -53,12 +53,26 @@ func IntakeRemovedSubject(instanceID string) string {
 }
 
 // IntakeID is the id of an intake message: "msg:" + its Nats-Msg-Id when
-// the publisher set one, else "seq:" + its intake stream sequence.
-func IntakeID(msgID string, seq uint64) string {
+// the publisher set one, else "seq:<sequence>@<epoch>": its intake stream
+// sequence, in the stream of that epoch (IntakeEpoch).
+//
+// The sequence alone would not do: the intake stream is a work queue,
+// not backed up, that may be deleted and made again (or the event log
+// restored into a new cluster), and its sequences then start again at 1.
+// A new message would take the id of an old one, find the old one's
+// outcome recorded, and its key would never be created.
+func IntakeID(msgID, epoch string, seq uint64) string {
 	if msgID != "" {
 		return "msg:" + msgID
 	}
-	return "seq:" + strconv.FormatUint(seq, 10)
+	return "seq:" + strconv.FormatUint(seq, 10) + "@" + epoch
+}
+
+// IntakeEpoch names one incarnation of the intake stream: its creation
+// time in nanoseconds since 1970 (UTC), which the server keeps with the
+// stream and which a stream made again does not share.
+func IntakeEpoch(stream jetstream.Stream) string {
+	return strconv.FormatInt(stream.CachedInfo().Created.UnixNano(), 10)
 }
 
 // OpenIntake creates or updates the intake stream. It is a work queue: a
@@ -104,6 +118,7 @@ func ServeIntake(ctx context.Context, c *Conn, stream jetstream.Stream, svc *dom
 		AckWait:       10 * time.Second,
 		MaxAckPending: 256,
 	}
+	epoch := IntakeEpoch(stream)
 	return work(ctx, stream, cfg, logger, func(ctx context.Context, m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
@@ -111,7 +126,7 @@ func ServeIntake(ctx context.Context, c *Conn, stream jetstream.Stream, svc *dom
 			return
 		}
 		seq := md.Sequence.Stream
-		id := IntakeID(m.Headers().Get(jetstream.MsgIDHeader), seq)
+		id := IntakeID(m.Headers().Get(jetstream.MsgIDHeader), epoch, seq)
 		out, err := processIntake(ctx, svc, id, m)
 		if err != nil {
 			logger.Warn("intake: not processed; will retry", "intakeId", id, "err", err)
@@ -195,6 +210,7 @@ type OutcomeReply struct {
 
 // ServeOutcomes answers outcome requests until ctx ends.
 func ServeOutcomes(ctx context.Context, c *Conn, stream jetstream.Stream, svc *domain.IntakeService, logger *slog.Logger) error {
+	epoch := IntakeEpoch(stream)
 	sub, err := c.NC.QueueSubscribe(OutcomeSubject, "keysd", func(m *nats.Msg) {
 		if !replySubject(m.Reply) {
 			logger.Warn("intake outcome: request ignored: its reply subject is not an inbox", "replyTo", m.Reply)
@@ -207,7 +223,7 @@ func ServeOutcomes(ctx context.Context, c *Conn, stream jetstream.Stream, svc *d
 		} else if req.MsgID == "" && req.Seq == 0 {
 			reply.Error = &ReplyError{Code: domain.EMISSING, Message: "msgId or seq is required"}
 		} else {
-			id := IntakeID(req.MsgID, req.Seq)
+			id := IntakeID(req.MsgID, epoch, req.Seq)
 			out, found, err := svc.Outcome(ctx, id, req.InstanceID, req.KeyName)
 			switch {
 			case err != nil:
@@ -269,9 +285,9 @@ func (l *EventLog) AppendOnce(ctx context.Context, e domain.Event) (domain.Event
 	return rs[0].Event, nil
 }
 
-// Rejection returns the rejection recorded for an intake message (the only
-// event of its intake owner), or nil.
-func (l *EventLog) Rejection(ctx context.Context, intakeID string) (*domain.Event, error) {
+// IntakeEvent returns the only event of an intake message's owner (its
+// KeyRejected or IntakeDuplicate), or nil.
+func (l *EventLog) IntakeEvent(ctx context.Context, intakeID string) (*domain.Event, error) {
 	var m *jetstream.RawStreamMsg
 	err := retry(ctx, func(ctx context.Context) (err error) {
 		m, err = l.stream.GetLastMsgForSubject(ctx, OwnerSubject(domain.IntakeOwner(intakeID)))

@@ -57,7 +57,7 @@ func TestServeIntake_ShutdownFinishesTheMessageInFlight(t *testing.T) {
 		}
 	}
 
-	svc := &domain.IntakeService{AppendOnce: l.AppendOnce, Rejection: l.Rejection}
+	svc := &domain.IntakeService{AppendOnce: l.AppendOnce, IntakeEvent: l.IntakeEvent}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	obs := stopOnIntake{stop: stop, seen: make(chan domain.IntakeOutcome, 1)}

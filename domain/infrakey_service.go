@@ -43,6 +43,9 @@ type InfraKeyRepository interface {
 type InfraKeyService struct {
 	Repo   InfraKeyRepository
 	Sealer Sealer
+	// CascadeBatch bounds the KeyDeleted events of one append of the
+	// cascade, 1 to MaxCascadeBatch; 0 means MaxCascadeBatch.
+	CascadeBatch int
 }
 
 // KeyMaterial is what a client sends for a key's halves: either or both
@@ -226,9 +229,17 @@ func (s *InfraKeyService) RemoveInstance(ctx context.Context, id string, m Meta)
 	return s.runInstance(ctx, id, func(in *Instance) ([]Event, error) { return in.Remove(m), nil })
 }
 
-// cascadeBatch bounds the KeyDeleted events of one append: one atomic
-// batch (JetStream takes up to 1,000 messages in one), one fsync.
-const cascadeBatch = 1000
+// MaxCascadeBatch is the most KeyDeleted events the cascade appends at
+// once, and its default: one atomic batch (JetStream takes up to 1,000
+// messages in one), one fsync.
+const MaxCascadeBatch = 1000
+
+func (s *InfraKeyService) cascadeBatch() int {
+	if s.CascadeBatch <= 0 || s.CascadeBatch > MaxCascadeBatch {
+		return MaxCascadeBatch
+	}
+	return s.CascadeBatch
+}
 
 // Cascade deletes every key of a removed instance: one KeyDeleted each,
 // caused by the InstanceRemoved, appended in atomic batches; then it
@@ -242,7 +253,7 @@ func (s *InfraKeyService) Cascade(ctx context.Context, id string, m Meta) (int, 
 	for {
 		var evs []Event
 		in, err := s.runInstance(ctx, id, func(in *Instance) ([]Event, error) {
-			evs = in.Cascade(cascadeBatch, m)
+			evs = in.Cascade(s.cascadeBatch(), m)
 			return evs, nil
 		})
 		if err != nil {

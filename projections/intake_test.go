@@ -39,7 +39,7 @@ func TestIntake_DeliveredAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := &domain.InfraKeyService{Repo: infra, Sealer: sealing.NewVault(sealing.NewKeyring(master), dataKeys)}
-	svc := &domain.IntakeService{Keys: keys, AppendOnce: e.log.AppendOnce, Rejection: e.log.Rejection}
+	svc := &domain.IntakeService{Keys: keys, AppendOnce: e.log.AppendOnce, IntakeEvent: e.log.IntakeEvent}
 
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	block, err := ssh.MarshalPrivateKey(priv, "")
@@ -110,8 +110,8 @@ func TestIntake_DeliveredAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r1.EventID == "" || r2.EventID != r1.EventID {
-		t.Errorf("two announcements: %+v then %+v, want one InstanceRemoved", r1, r2)
+	if r1.EventID == "" || r1.Duplicate || !r2.Duplicate || r2.OriginalEventID != r1.EventID {
+		t.Errorf("two announcements: %+v then %+v, want one InstanceRemoved and a duplicate of it", r1, r2)
 	}
 	var causes []string
 	if _, err := e.log.Replay(ctx, bus.ReplayOptions{}, func(r bus.Recorded) error {
@@ -122,7 +122,7 @@ func TestIntake_DeliveredAgain(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(causes) != 25 {
-		t.Errorf("%d outcome events caused by intake, want one for each of 25 messages (the second announcement records nothing): %v", len(causes), causes)
+	if len(causes) != 26 {
+		t.Errorf("%d outcome events caused by intake, want one for each of 26 messages (the second announcement an IntakeDuplicate): %v", len(causes), causes)
 	}
 }

@@ -201,6 +201,7 @@ func (f *keyFilter) match(e domain.Event) bool {
 	}
 	var p struct {
 		ID                string `json:"id"`
+		KeyID             string `json:"keyId"` // an IntakeDuplicate's
 		Name              string `json:"name"`
 		Fingerprint       string `json:"fingerprint"`
 		FingerprintSHA256 string `json:"fingerprintSHA256"`
@@ -210,7 +211,7 @@ func (f *keyFilter) match(e domain.Event) bool {
 	}
 	k := e.Owner.String() + "\x00" + p.Name
 	ok := f.following[k]
-	for _, v := range []string{p.ID, p.Name, p.Fingerprint, p.FingerprintSHA256} {
+	for _, v := range []string{p.ID, p.KeyID, p.Name, p.Fingerprint, p.FingerprintSHA256} {
 		if v != "" && (v == f.key || "MD5:"+v == f.key) {
 			ok = true
 		}

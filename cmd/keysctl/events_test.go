@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/infrakeys/infrakeys/bus"
@@ -387,4 +389,62 @@ func TestEvents(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEventsIntake: the outcome events of driver intake, KeyRejected and
+// IntakeDuplicate, are events of their intake owner like any other; an
+// IntakeDuplicate names its key by keyId, and "--key <key id>" finds it.
+func TestEventsIntake(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	natsAddr := freeAddr(t)
+	MustRunKeysd(t, []string{"KEYSD_DATA_DIR=" + dataDir, "KEYSD_NATS_LISTEN=" + natsAddr})
+	seeds := filepath.Join(dataDir, "nats")
+	audit := map[string]string{"KEYSD_NATS_URL": "nats://" + natsAddr, "KEYSD_NATS_NKEY": bus.SeedFile(seeds, bus.RoleAudit)}
+
+	nc, err := bus.ConnectRole("nats://"+natsAddr, bus.RoleDriver, bus.SeedFile(seeds, bus.RoleDriver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes, err := nc.SubscribeSync(nc.NewInbox())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pub := MustKeyFiles(t, dir, "root")
+	line, err := os.ReadFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"keyName": "root", "publicKey": strings.TrimSpace(string(line))})
+	for range 2 { // the second time, a duplicate
+		m := nats.NewMsg(bus.IntakeKeySubject("i-1"))
+		m.Data = body
+		m.Header.Set(bus.HeaderReplyTo, outcomes.Subject)
+		if _, err := js.PublishMsg(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := outcomes.NextMsg(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := MustEvents(t, audit)
+	created := filter(all, func(l eventLine) bool { return l.Type == "KeyCreated" && l.Owner.ID == "i-1" })
+	dups := filter(all, func(l eventLine) bool { return l.Type == "IntakeDuplicate" && l.Owner.Kind == "intake" })
+	if len(created) != 1 || len(dups) != 1 {
+		t.Fatalf("events %v: want one KeyCreated on i-1 and one IntakeDuplicate", all)
+	}
+	sameEvents(t, MustEvents(t, audit, "--type", "IntakeDuplicate"), dups)
+	sameEvents(t, MustEvents(t, audit, "--owner", "intake/"+dups[0].Owner.ID), dups)
+	var key struct {
+		Data struct{ ID string } `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(created[0].raw), &key); err != nil || key.Data.ID == "" {
+		t.Fatalf("KeyCreated %s: %v", created[0].raw, err)
+	}
+	sameEvents(t, MustEvents(t, audit, "--key", key.Data.ID), append(created, dups...))
 }

@@ -23,15 +23,21 @@ import (
 )
 
 // MustNATSServer starts a standalone JetStream server on a free loopback
-// port, the "external deployment" keysd reaches with KEYSD_NATS_URL.
+// port, the "external deployment" keysd reaches with KEYSD_NATS_URL, with
+// the users and permissions of deploy/nats/auth.conf: keysd, driver,
+// manager and audit, each with its NKey seed in deploy/nats/creds.
 func MustNATSServer(tb testing.TB) *server.Server {
 	tb.Helper()
+	opts, err := server.ProcessConfigFile("../../deploy/nats/auth.conf")
+	if err != nil {
+		tb.Fatal(err)
+	}
 	_, port, _ := net.SplitHostPort(freeAddr(tb))
-	p, _ := strconv.Atoi(port)
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: p, JetStream: true, StoreDir: tb.TempDir(), NoSigs: true,
-		MaxPayload: bus.MaxPayload, // as deploy/nats configures it
-	})
+	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", 0, 0
+	opts.Port, _ = strconv.Atoi(port)
+	opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = true, tb.TempDir(), true, true
+	opts.MaxPayload = bus.MaxPayload // as deploy/nats configures it
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -43,14 +49,61 @@ func MustNATSServer(tb testing.TB) *server.Server {
 	return ns
 }
 
-// MustStartExternal starts keysd on an external NATS server.
-func MustStartExternal(tb testing.TB, ns *server.Server) *keysd {
+// deployCreds is the NKey seed file of a user of deploy/nats/auth.conf:
+// "keysd" or a role.
+func deployCreds(tb testing.TB, user string) string {
+	tb.Helper()
+	f, err := filepath.Abs(filepath.Join("../../deploy/nats/creds", user+".nk"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// externalEnv is the environment of a keysd on the external server ns,
+// with keysd's credentials.
+func externalEnv(tb testing.TB, ns *server.Server) map[string]string {
 	tb.Helper()
 	mk := filepath.Join(tb.TempDir(), "master.key")
 	if _, _, err := sealing.LoadOrCreateMasterKeyFile(mk); err != nil {
 		tb.Fatal(err)
 	}
-	return MustStart(tb, map[string]string{"KEYSD_NATS_URL": ns.ClientURL(), "KEYSD_MASTER_KEY_FILE": mk})
+	return map[string]string{"KEYSD_NATS_URL": ns.ClientURL(), "KEYSD_NATS_CREDS": deployCreds(tb, "keysd"), "KEYSD_MASTER_KEY_FILE": mk}
+}
+
+// MustStartExternal starts keysd on an external NATS server.
+func MustStartExternal(tb testing.TB, ns *server.Server) *keysd {
+	tb.Helper()
+	return MustStart(tb, externalEnv(tb, ns))
+}
+
+// connectExternal connects to the external server ns as role (driver,
+// manager, audit), with the role's seed and inbox prefix.
+func connectExternal(tb testing.TB, ns *server.Server, role string) *nats.Conn {
+	tb.Helper()
+	nc, err := bus.ConnectRole(ns.ClientURL(), role, deployCreds(tb, role))
+	if err != nil {
+		tb.Fatalf("connect as %s: %v", role, err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// connectService connects to the external server ns as keysd does, to
+// look at what only the service may see (the intake and data key
+// streams) and to pause its consumers.
+func connectService(tb testing.TB, ns *server.Server) *nats.Conn {
+	tb.Helper()
+	auth, err := nats.NkeyOptionFromSeed(deployCreds(tb, "keysd"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nc, err := nats.Connect(ns.ClientURL(), auth)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
 }
 
 // natsURL is where k's embedded server listens (MustStartLM).
@@ -191,13 +244,3 @@ func events(tb testing.TB, nc *nats.Conn, subjects ...string) []bus.Recorded {
 }
 
 func instanceSubject(id string) string { return bus.OwnerSubject(domain.InstanceOwner(id)) }
-
-func mustConnect(tb testing.TB, url string) *nats.Conn {
-	tb.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	return nc
-}

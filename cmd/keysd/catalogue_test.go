@@ -27,7 +27,7 @@ import (
 var documentedTypes = []string{
 	domain.TypeAccountCreated, domain.TypeOperatorGranted, domain.TypeKeyCreated, domain.TypeKeyUpdated,
 	domain.TypeKeyDeleted, domain.TypePolicySet, domain.TypePrivateKeyRead, domain.TypeTokenCreated,
-	domain.TypeTokenRevoked, domain.TypeInstanceRemoved, domain.TypeKeyRejected,
+	domain.TypeTokenRevoked, domain.TypeInstanceRemoved, domain.TypeKeyRejected, domain.TypeIntakeDuplicate,
 }
 
 // MustExerciseEveryType drives keysd through every kind of change, and
@@ -80,14 +80,17 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 			t.Fatalf("outcome of %s: %v", subject, err)
 		}
 	}
+	var root []byte
 	for _, in := range []string{"i-7", "i-8"} {
 		priv, pub := genKey(t, "root@"+in)
-		body, _ := json.Marshal(map[string]any{"keyName": "root", "description": "generated at provisioning", "publicKey": pub, "privateKey": priv})
-		publish(bus.IntakeKeySubject(in), body)
+		root, _ = json.Marshal(map[string]any{"keyName": "root", "description": "generated at provisioning", "publicKey": pub, "privateKey": priv})
+		publish(bus.IntakeKeySubject(in), root)
 	}
+	publish(bus.IntakeKeySubject("i-8"), root) // the same key again: a duplicate
 	publish(bus.IntakeKeySubject("i-7"), []byte(`{"keyName":"broken","publicKey":"ssh-ed25519 AAAA"}`))
 	publish(bus.IntakeKeySubject("a/b"), []byte(`{"keyName":"root"}`)) // no valid instance id
 	publish(bus.IntakeRemovedSubject("i-7"), nil)
+	publish(bus.IntakeRemovedSubject("i-7"), nil) // removed again: a duplicate
 	admin.MustOK(t, http.StatusAccepted, "DELETE", lmPrefix+"/instances/i-8", nil)
 	for _, in := range []string{"i-7", "i-8"} {
 		deadline := time.Now().Add(30 * time.Second)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/infrakeys/infrakeys/domain"
 )
 
 // Config is everything keysd can be told. Flags and environment variables
@@ -30,6 +32,9 @@ type Config struct {
 	PreviousMasterKeys    []string
 	ClockSkew             time.Duration
 	LogLevel              string
+	// CascadeBatch is a tuning and test knob: how many KeyDeleted events
+	// the cascade appends at once.
+	CascadeBatch int
 }
 
 func (c *Config) setDefaults() {
@@ -38,6 +43,7 @@ func (c *Config) setDefaults() {
 	c.Replicas = 1
 	c.ClockSkew = 300 * time.Second
 	c.LogLevel = "info"
+	c.CascadeBatch = domain.MaxCascadeBatch
 }
 
 // Validate returns every problem with c at once.
@@ -75,6 +81,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSURL != "" && c.MasterKey == "" && c.MasterKeyFile == "" {
 		errs = append(errs, errors.New("with an external NATS deployment every replica needs the same master key: set KEYSD_MASTER_KEY_FILE or KEYSD_MASTER_KEY"))
+	}
+	if c.CascadeBatch < 1 || c.CascadeBatch > domain.MaxCascadeBatch {
+		errs = append(errs, fmt.Errorf("cascade batch (--cascade-batch, KEYSD_CASCADE_BATCH) must be 1 to %d, got %d", domain.MaxCascadeBatch, c.CascadeBatch))
 	}
 	if c.ClockSkew <= 0 {
 		errs = append(errs, errors.New("clock skew (--clock-skew, KEYSD_CLOCK_SKEW) must be positive"))
@@ -115,6 +124,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	env("KEYSD_ATTESTATION_ROOTS", func(v string) error { c.AttestationRoots = splitList(v); return nil })
 	env("KEYSD_REPLICAS", func(v string) (err error) { c.Replicas, err = strconv.Atoi(v); return })
 	env("KEYSD_ALLOW_LEGACY_SIGNATURES", func(v string) (err error) { c.AllowLegacySignatures, err = strconv.ParseBool(v); return })
+	env("KEYSD_CASCADE_BATCH", func(v string) (err error) { c.CascadeBatch, err = strconv.Atoi(v); return })
 	env("KEYSD_CLOCK_SKEW", func(v string) (err error) { c.ClockSkew, err = time.ParseDuration(v); return })
 	if err := errors.Join(errs...); err != nil {
 		return c, err
@@ -136,6 +146,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.Func("previous-master-key-files", "comma-separated older master key files, kept only to open and re-wrap during rotation; may be repeated (KEYSD_PREVIOUS_MASTER_KEY_FILES)", listFlag(&c.PreviousMasterKeys))
 	fs.Func("attestation-roots", "comma-separated PEM files of extra hardware attestation roots; may be repeated (KEYSD_ATTESTATION_ROOTS)", listFlag(&c.AttestationRoots))
 	fs.DurationVar(&c.ClockSkew, "clock-skew", c.ClockSkew, "largest accepted difference between a signed Date and now (KEYSD_CLOCK_SKEW)")
+	fs.IntVar(&c.CascadeBatch, "cascade-batch", c.CascadeBatch, "KeyDeleted events the InstanceRemoved cascade appends at once, 1 to 1000; a tuning and test knob (KEYSD_CASCADE_BATCH)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (KEYSD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

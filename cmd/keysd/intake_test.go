@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,12 +36,16 @@ func TestDriverIntake(t *testing.T) {
 		outcome, reason string
 		duplicate       bool
 	}
+	// Every intake message stored, by intake id: each must end as
+	// exactly one outcome event.
+	stored := map[string]bool{}
 	check := func(t *testing.T, o domain.IntakeOutcome, w want) {
 		t.Helper()
+		stored[o.IntakeID] = true
 		if o.Outcome != w.outcome || o.Reason != w.reason || o.Duplicate != w.duplicate {
 			t.Fatalf("outcome %+v, want %+v", o, w)
 		}
-		if o.EventID == "" && !o.Duplicate {
+		if o.EventID == "" {
 			t.Fatalf("outcome %+v names no event", o)
 		}
 		if strings.Contains(o.Message, "PRIVATE KEY") {
@@ -94,31 +99,71 @@ func TestDriverIntake(t *testing.T) {
 		}
 	})
 	t.Run("same instance, name and key again: nothing twice", func(t *testing.T) {
-		_, ch := d.publish(t, subj, driverKey(t, map[string]any{"keyName": "k1", "privateKey": priv1}), "")
-		check(t, outcome(t, ch), want{outcome: domain.OutcomeCreated, duplicate: true})
-		_, ch = d.publish(t, subj, driverKey(t, map[string]any{"keyName": "from-driver", "scope": "shared", "publicKey": pubShared}), "")
+		keyID := k.instanceKeys(t, inst)[0]["id"]
+		_, ch := d.publish(t, subj, driverKey(t, map[string]any{"keyName": "k1", "privateKey": priv1}), "dup-instance")
+		o := outcome(t, ch)
+		check(t, o, want{outcome: domain.OutcomeCreated, duplicate: true})
+		if o.KeyID != keyID || o.Name != "k1" || o.Scope != domain.ScopeInstance {
+			t.Fatalf("duplicate outcome %+v, want the key %v", o, keyID)
+		}
+		_, ch = d.publish(t, subj, driverKey(t, map[string]any{"keyName": "from-driver", "scope": "shared", "publicKey": pubShared}), "dup-shared")
 		check(t, outcome(t, ch), want{outcome: domain.OutcomeCreated, duplicate: true})
 		if n := len(k.instanceKeys(t, inst)); n != 2 {
 			t.Fatalf("instance has %d keys, want 2", n)
+		}
+		// The outcome is an event of its own: asked for by message id
+		// once the message is erased, it is the same.
+		for _, id := range []string{"dup-instance", "dup-shared"} {
+			r := askOutcome(t, nc, map[string]any{"instanceId": inst, "msgId": id})
+			if r.Error != nil || r.Outcome != domain.OutcomeCreated || !r.Duplicate || r.EventID == "" || r.IntakeID != "msg:"+id {
+				t.Fatalf("outcome of %s by request: %+v", id, r)
+			}
 		}
 	})
 	t.Run("same Nats-Msg-Id twice: stored once", func(t *testing.T) {
 		_, pub := genKey(t, "dedup")
 		body := driverKey(t, map[string]any{"keyName": "dedup", "publicKey": pub})
 		ack1, ch := d.publish(t, subj, body, "driver-msg-1")
-		check(t, outcome(t, ch), want{outcome: domain.OutcomeCreated})
+		first := outcome(t, ch)
+		check(t, first, want{outcome: domain.OutcomeCreated})
 		ack2, _ := d.publish(t, subj, body, "driver-msg-1")
 		if !ack2.Duplicate || ack2.Sequence != ack1.Sequence {
 			t.Fatalf("second publish ack %+v, want a duplicate of %d", ack2, ack1.Sequence)
 		}
 		// The outcome can be asked for by message id.
-		resp, err := nc.Request(bus.OutcomeSubject, driverKey(t, map[string]any{"instanceId": inst, "msgId": "driver-msg-1"}), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		if r := askOutcome(t, nc, map[string]any{"instanceId": inst, "msgId": "driver-msg-1"}); r.Outcome != domain.OutcomeCreated || r.EventID != first.EventID {
+			t.Fatalf("outcome request answered %+v, want %+v", r, first)
 		}
-		if !strings.Contains(string(resp.Data), `"outcome":"created"`) {
-			t.Fatalf("outcome request answered %s", resp.Data)
+	})
+	t.Run("outcome requests", func(t *testing.T) {
+		_, pub := genKey(t, "by-seq")
+		ack, ch := d.publish(t, subj, driverKey(t, map[string]any{"keyName": "by-seq", "publicKey": pub}), "")
+		created := outcome(t, ch)
+		check(t, created, want{outcome: domain.OutcomeCreated})
+		_, ch = d.publish(t, subj, []byte("garbage"), "bad-msg-1")
+		rejected := outcome(t, ch)
+		check(t, rejected, want{outcome: domain.OutcomeRejected, reason: domain.ReasonMalformed})
+		for _, tc := range []struct {
+			name string
+			req  map[string]any
+			want domain.IntakeOutcome
+		}{
+			{"by seq", map[string]any{"instanceId": inst, "seq": ack.Sequence}, created},
+			{"a rejection, by msgId", map[string]any{"instanceId": inst, "msgId": "bad-msg-1"}, rejected},
+			{"unknown msgId", map[string]any{"instanceId": inst, "msgId": "never-sent"}, domain.IntakeOutcome{IntakeID: "msg:never-sent", Outcome: "unknown", InstanceID: inst}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := askOutcome(t, nc, tc.req)
+				if r.Error != nil || r.IntakeID != tc.want.IntakeID || r.Outcome != tc.want.Outcome || r.EventID != tc.want.EventID || r.Reason != tc.want.Reason {
+					t.Fatalf("answer %+v, want %+v", r, tc.want)
+				}
+			})
 		}
+		t.Run("neither msgId nor seq", func(t *testing.T) {
+			if r := askOutcome(t, nc, map[string]any{"instanceId": inst}); r.Error == nil || r.Error.Code != domain.EMISSING {
+				t.Fatalf("answer %+v, want a missing error", r)
+			}
+		})
 	})
 	rejections := []struct {
 		name    string
@@ -160,9 +205,9 @@ func TestDriverIntake(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 10*time.Second, "the key processed", func() bool {
-			resp, err := nc.Request(bus.OutcomeSubject, driverKey(t, map[string]any{"instanceId": inst, "msgId": "sneaky-1"}), 5*time.Second)
-			return err == nil && strings.Contains(string(resp.Data), `"outcome":"created"`)
+			return askOutcome(t, nc, map[string]any{"instanceId": inst, "msgId": "sneaky-1"}).Outcome == domain.OutcomeCreated
 		})
+		stored["msg:sneaky-1"] = true
 		after := events(t, audit, instanceSubject(inst))
 		if len(after) != before+1 {
 			t.Fatalf("the instance's subject gained %d messages, want 1 (the KeyCreated)", len(after)-before)
@@ -181,13 +226,14 @@ func TestDriverIntake(t *testing.T) {
 				causes[id]++
 			}
 		}
-		// 4 created + 1 dedup created + 9 rejected; duplicates record nothing.
-		if len(causes) != 14 {
-			t.Errorf("%d intake messages have outcome events, want 14: %v", len(causes), causes)
+		for id := range stored {
+			if causes[id] != 1 {
+				t.Errorf("intake message %s has %d outcome events, want 1", id, causes[id])
+			}
 		}
-		for id, n := range causes {
-			if n != 1 {
-				t.Errorf("intake message %s has %d outcome events", id, n)
+		for id := range causes {
+			if !stored[id] {
+				t.Errorf("outcome events for %s, a message the test did not send", id)
 			}
 		}
 	})
@@ -214,6 +260,21 @@ func TestDriverIntake(t *testing.T) {
 			t.Fatalf("intake stream holds %d messages after processing", info.State.Msgs)
 		}
 	})
+}
+
+// askOutcome asks keysd, by request-reply, what became of an intake
+// message.
+func askOutcome(tb testing.TB, nc *nats.Conn, req map[string]any) bus.OutcomeReply {
+	tb.Helper()
+	resp, err := nc.Request(bus.OutcomeSubject, driverKey(tb, req), 5*time.Second)
+	if err != nil {
+		tb.Fatalf("outcome request %v: %v", req, err)
+	}
+	var r bus.OutcomeReply
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		tb.Fatalf("outcome reply %s: %v", resp.Data, err)
+	}
+	return r
 }
 
 // openStore opens the JetStream store of a stopped keysd with an embedded
@@ -271,5 +332,51 @@ func assertNotInDir(tb testing.TB, dir string, privates []string) {
 	}
 	if files == 0 {
 		tb.Fatalf("no files under %s", dir)
+	}
+}
+
+// The intake stream is a work queue, not backed up: made again (deleted,
+// or the event log restored into a new cluster), its sequences start at
+// 1 again. A message without Nats-Msg-Id then has the sequence of an old
+// one, whose outcome is recorded; it must still be a message of its own.
+func TestIntakeStreamMadeAgain(t *testing.T) {
+	k := MustStartLM(t, nil)
+	inst := "vm-again"
+	publish := func(name string) (*jetstream.PubAck, domain.IntakeOutcome) {
+		t.Helper()
+		nc, _ := MustConnectRole(t, k, bus.RoleDriver)
+		_, pub := genKey(t, name)
+		ack, ch := newDriver(t, nc).publish(t, bus.IntakeKeySubject(inst), driverKey(t, map[string]any{"keyName": name, "publicKey": pub}), "")
+		o := outcome(t, ch)
+		if o.Outcome != domain.OutcomeCreated || o.Duplicate || o.Name != name {
+			t.Fatalf("outcome of %s: %+v", name, o)
+		}
+		return ack, o
+	}
+	ack1, first := publish("before")
+
+	k.Stop(t)
+	c := openStore(t, k)
+	if err := c.JS.DeleteStream(context.Background(), bus.IntakeStream); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	k.Restart(t)
+
+	ack2, second := publish("after")
+	if ack2.Sequence != ack1.Sequence {
+		t.Fatalf("the new stream's first sequence is %d, want %d (the case this test is about)", ack2.Sequence, ack1.Sequence)
+	}
+	if second.IntakeID == first.IntakeID {
+		t.Fatalf("two messages share the intake id %s", first.IntakeID)
+	}
+	keys := k.instanceKeys(t, inst)
+	if len(keys) != 2 {
+		t.Fatalf("instance keys %+v, want before and after", keys)
+	}
+	// Asked for by sequence, the answer is the new stream's message.
+	nc, _ := MustConnectRole(t, k, bus.RoleDriver)
+	if r := askOutcome(t, nc, map[string]any{"instanceId": inst, "seq": ack2.Sequence}); r.EventID != second.EventID {
+		t.Fatalf("outcome of seq %d: %+v, want %+v", ack2.Sequence, r, second)
 	}
 }

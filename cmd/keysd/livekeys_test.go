@@ -100,9 +100,9 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish := func(instance string, body []byte) {
+	publish := func(subject string, body []byte) {
 		t.Helper()
-		m := nats.NewMsg(bus.IntakeKeySubject(instance))
+		m := nats.NewMsg(subject)
 		m.Data = body
 		m.Header.Set(bus.HeaderReplyTo, outcomes.Subject)
 		if _, err := js.PublishMsg(ctx, m); err != nil {
@@ -117,16 +117,21 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 	published := 0
 	for _, in := range []string{"i-1", "i-2", "i-3"} {
 		for _, name := range []string{"root", "deploy"} {
-			publish(in, jsonKey(name, ""))
+			publish(bus.IntakeKeySubject(in), jsonKey(name, ""))
 			published++
 		}
 		priv, pub := genKey(t, "ops")
-		publish(in, []byte("ops#"+priv+"#"+pub))
+		publish(bus.IntakeKeySubject(in), []byte("ops#"+priv+"#"+pub))
 		published++
 	}
-	publish("i-1", jsonKey("from-driver", domain.ScopeShared))
-	publish("i-1", []byte(`{"keyName":"broken","publicKey":"ssh-ed25519 nonsense"}`))
-	published += 2
+	publish(bus.IntakeKeySubject("i-1"), jsonKey("from-driver", domain.ScopeShared))
+	publish(bus.IntakeKeySubject("i-1"), []byte(`{"keyName":"broken","publicKey":"ssh-ed25519 nonsense"}`))
+	// The same key twice: the second is an IntakeDuplicate, an event type
+	// the example does not fold and must skip.
+	again := jsonKey("again", "")
+	publish(bus.IntakeKeySubject("i-3"), again)
+	publish(bus.IntakeKeySubject("i-3"), again)
+	published += 4
 	want := map[string]int{domain.OutcomeCreated: published - 1, domain.OutcomeRejected: 1}
 	got := map[string]int{}
 	for range published {
@@ -158,6 +163,12 @@ func TestLivekeysAgreesWithTheAPI(t *testing.T) {
 			t.Fatalf("i-2 still has %d keys after its removal", len(keys))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Removed again, on the bus: another IntakeDuplicate.
+	publish(bus.IntakeRemovedSubject("i-2"), nil)
+	if m, err := outcomes.NextMsg(30 * time.Second); err != nil || !strings.Contains(string(m.Data), `"duplicate":true`) {
+		t.Fatalf("second removal of i-2: %v %v", m, err)
 	}
 
 	// The APIs' view, in the example's shape: owners without keys left out.

@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	vault := sealing.NewVault(ring, dataKeys)
 	svc := &domain.AccountService{Repo: accounts}
-	infraSvc := &domain.InfraKeyService{Repo: infra, Sealer: vault}
+	infraSvc := &domain.InfraKeyService{Repo: infra, Sealer: vault, CascadeBatch: cfg.CascadeBatch}
 	tokenSvc := &domain.TokenService{Repo: tokens}
 
 	if cfg.BootstrapAccount != "" {
@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("bootstrap operator account present", "login", cfg.BootstrapAccount)
 	}
 
-	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOnce: eventLog.AppendOnce, Rejection: eventLog.Rejection}
+	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOnce: eventLog.AppendOnce, IntakeEvent: eventLog.IntakeEvent}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup

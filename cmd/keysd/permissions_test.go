@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,33 @@ import (
 func TestNATSPermissions(t *testing.T) {
 	k := MustStartLM(t, nil)
 	ctx := context.Background()
+
+	t.Run("seeds: mode 0600, in a directory of mode 0700", func(t *testing.T) {
+		dir := filepath.Join(k.DataDir, "nats")
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o700 {
+			t.Errorf("%s has mode %o, want 700", dir, got)
+		}
+		seeds, err := filepath.Glob(filepath.Join(dir, "*.nk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seeds) != len(bus.Roles) {
+			t.Fatalf("seed files %v, want one for each of %v", seeds, bus.Roles)
+		}
+		for _, f := range seeds {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode().Perm(); got != 0o600 {
+				t.Errorf("%s has mode %o, want 600", f, got)
+			}
+		}
+	})
 
 	t.Run("no credentials, wrong credentials: refused", func(t *testing.T) {
 		if nc, err := nats.Connect(k.natsURL()); err == nil {
@@ -92,6 +121,31 @@ func TestNATSPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		v.MustBeRefused(t, "Publish", bus.IntakeKeySubject("vm-perm"))
+		// Writing events directly.
+		forged := domain.NewEvent(domain.InstanceOwner("vm-kept"), domain.TypeInstanceRemoved, 1, domain.InstanceRemoved{InstanceID: "vm-kept"}, domain.Meta{Actor: "manager"})
+		data, _ := json.Marshal(forged)
+		if err := nc.Publish(bus.OwnerSubject(forged.Owner), data); err != nil {
+			t.Fatal(err)
+		}
+		v.MustBeRefused(t, "Publish", bus.OwnerSubject(forged.Owner))
+		// Reading events, the intake stream, other inboxes.
+		for _, subject := range []string{"keysd.events.>", "_INBOX.>"} {
+			if _, err := nc.Subscribe(subject, func(*nats.Msg) {}); err != nil {
+				t.Fatal(err)
+			}
+			v.MustBeRefused(t, "Subscription", subject)
+		}
+		js, _ := jetstream.New(nc)
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := js.Stream(cctx, bus.IntakeStream); err == nil {
+			t.Fatal("manager read the intake stream's info")
+		}
+		v.MustBeRefused(t, "Publish", "$JS.API.STREAM.INFO."+bus.IntakeStream)
+		audit, _ := MustConnectRole(t, k, bus.RoleAudit)
+		if evs := events(t, audit, instanceSubject("vm-kept")); len(evs) != 0 {
+			t.Fatalf("the forged event is in the log: %+v", evs)
+		}
 	})
 
 	t.Run("audit", func(t *testing.T) {
