@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/projections"
 )
@@ -179,6 +180,94 @@ func TestCluster(t *testing.T) {
 		bob.MustDo(t, b.url, http.MethodPost, "/bob/keys", map[string]any{"name": "repair", "key": AuthorizedKey(t, MustKey(t), "repair")}, http.StatusCreated)
 		Eventually(t, 30*time.Second, "projections caught up", func() error { return projectionsIdle(nc) })
 		MustMatchLog(t, nc)
+	})
+
+	// A resource driver reports an instance's keys, then its removal; the
+	// replica that takes the removal is killed (SIGKILL) mid-cascade. The
+	// other gets the removal again when its AckWait (10 s) runs out and
+	// finishes: one KeyDeleted per key, none doubled, none missing.
+	// Last: it kills a replica.
+	t.Run("CascadeSurvivesKillingItsReplica", func(t *testing.T) {
+		// The intake records one key at a time per instance, some 65 ms
+		// each on this cluster: 100 keys keep the test near 20 s.
+		const n = 100
+		const inst = "vm-cascade"
+		driver := c.ConnectRole(t, bus.RoleDriver)
+		djs := jsOf(t, driver)
+		publishDriverKeys(t, djs, inst, n)
+		admin := newClient(t, "admin", c.admin)
+		Eventually(t, 60*time.Second, "the intake worked off", func() error { return intakeEmpty(nc) })
+		keys, err := instanceKeys(admin, a, inst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(keys); got != n {
+			t.Fatalf("%d keys of %s through the API, want %d", got, inst, n)
+		}
+
+		if _, err := djs.Publish(context.Background(), bus.IntakeRemovedSubject(inst), nil); err != nil {
+			t.Fatal(err)
+		}
+		// Kill the replica that took the removal as soon as it logs so:
+		// poll without pausing, the cascade takes a second or two.
+		var dead, survivor *replica
+		for deadline := time.Now().Add(30 * time.Second); dead == nil; {
+			if time.Now().After(deadline) {
+				t.Fatal("no replica started the cascade within 30s")
+			}
+			for i, r := range c.replica {
+				if logged(r, "cascade: started", inst) {
+					dead, survivor = r, c.replica[1-i]
+					break
+				}
+			}
+		}
+		dead.Kill(t)
+		killed := time.Now()
+		done := logged(dead, "cascade: instance keys deleted", inst)
+		t.Logf("killed %s working the cascade (it had logged its end: %v); %d KeyDeleted recorded then",
+			dead.name, done, countEvents(t, nc, inst)[domain.TypeKeyDeleted])
+		if done {
+			t.Fatalf("the kill of %s did not land mid-cascade: it had finished", dead.name)
+		}
+
+		// The survivor gets the removal again once the dead replica's
+		// acknowledgement time runs out (AckWait, 10 s), and finishes.
+		Eventually(t, 30*time.Second, "the instance's keys gone through "+survivor.name, func() error {
+			keys, err := instanceKeys(admin, survivor, inst)
+			if err == nil && len(keys) != 0 {
+				err = fmt.Errorf("%d keys left", len(keys))
+			}
+			return err
+		})
+		Eventually(t, 30*time.Second, "the cascade acknowledged", func() error { return consumerIdle(nc, bus.CascadeConsumer) })
+		t.Logf("cascade finished by %s %s after the kill", survivor.name, time.Since(killed).Round(100*time.Millisecond))
+		deleted := map[string]int{}
+		counts := map[string]int{}
+		for _, r := range instanceEvents(t, nc, inst) {
+			counts[r.Event.Type]++
+			if r.Event.Type == domain.TypeKeyDeleted {
+				var p domain.KeyDeleted
+				if err := r.Event.Decode(&p); err != nil {
+					t.Fatal(err)
+				}
+				deleted[p.Name]++
+			}
+		}
+		if got := counts[domain.TypeInstanceRemoved]; got != 1 {
+			t.Errorf("%d InstanceRemoved, want 1", got)
+		}
+		if got, want := counts[domain.TypeKeyDeleted], n; got != want {
+			t.Errorf("%d KeyDeleted for %s, want %d", got, inst, want)
+		}
+		if got, want := len(deleted), n; got != want {
+			t.Errorf("%d distinct keys deleted, want %d", got, want)
+		}
+		for name, k := range deleted {
+			if k != 1 {
+				t.Errorf("key %s deleted %d times", name, k)
+			}
+		}
 	})
 }
 

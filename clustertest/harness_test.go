@@ -512,17 +512,36 @@ func projectionsIdle(nc *nats.Conn) error {
 		return err
 	}
 	for _, name := range []string{projections.AccountsName, projections.InfraKeysName, projections.TokensName} {
-		cons, err := js.Consumer(ctx, bus.StreamName, "projection-"+name)
-		if err != nil {
+		if err := durableIdle(ctx, js, "projection-"+name); err != nil {
 			return err
 		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumPending > 0 || info.NumAckPending > 0 {
-			return fmt.Errorf("projection-%s: %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending)
-		}
+	}
+	return nil
+}
+
+// consumerIdle reports an error until the durable consumer name of the
+// event log has handled every event.
+func consumerIdle(nc *nats.Conn, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	return durableIdle(ctx, js, name)
+}
+
+func durableIdle(ctx context.Context, js jetstream.JetStream, name string) error {
+	cons, err := js.Consumer(ctx, bus.StreamName, name)
+	if err != nil {
+		return err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return fmt.Errorf("%s: %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending)
 	}
 	return nil
 }
