@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,48 @@ func TestCluster(t *testing.T) {
 	c := MustStartCluster(t)
 	a, b := c.replica[0], c.replica[1]
 	nc := c.Connect(t)
+
+	// KEYSD_REPLICAS=3: every stream and bucket keysd made is on all
+	// three servers, so an acknowledged write is on a quorum.
+	t.Run("ThreeReplicasOfEveryStream", func(t *testing.T) {
+		js := jsOf(t, nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		want := []string{bus.StreamName, bus.DataKeysStream, bus.IntakeStream,
+			"KV_" + projections.AccountsBucket, "KV_" + projections.InfraKeysBucket, "KV_" + projections.TokensBucket}
+		names := js.StreamNames(ctx)
+		var have []string
+		for name := range names.Name() {
+			have = append(have, name)
+		}
+		if err := names.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range want {
+			if !slices.Contains(have, name) {
+				t.Errorf("no stream %s (streams: %v)", name, have)
+			}
+		}
+		for _, name := range have {
+			if !slices.Contains(want, name) && !strings.HasPrefix(name, "KV_") {
+				continue
+			}
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := info.Config.Replicas, 3; got != want {
+				t.Errorf("%s: %d replicas, want %d", name, got, want)
+			}
+			if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+				t.Errorf("%s: placed as %+v, want a leader and two followers", name, info.Cluster)
+			}
+		}
+	})
 
 	t.Run("ReadYourWritesAcrossReplicas", func(t *testing.T) {
 		alice := c.MustCreateAccount(t, a, "alice")
