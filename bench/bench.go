@@ -19,7 +19,12 @@ func (b *bench) run(ctx context.Context) *report {
 	}
 	if slices.Contains(b.cfg.Phases, "store") {
 		if err := b.measureStore(ctx, rep); err != nil {
-			rep.fail("memory, start-up and rebuild", err)
+			rep.fail("memory and start-up", err)
+		}
+	}
+	if slices.Contains(b.cfg.Phases, "rebuild") {
+		if err := b.measureRebuild(ctx, rep); err != nil {
+			rep.fail("projection rebuild", err)
 		}
 	}
 	if slices.Contains(b.cfg.Phases, "cascade") {
