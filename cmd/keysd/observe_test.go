@@ -172,8 +172,16 @@ func TestMetrics(t *testing.T) {
 		if got, _ := metricValue(families, "keysd_event_append_duration_seconds", map[string]string{"result": "ok"}); got < 2 {
 			t.Errorf("appends ok = %v, want >= 2 (bootstrap, account, instance removal)", got)
 		}
-		if got, ok := metricValue(families, "keysd_event_log_last_sequence", nil); !ok || got < 2 {
-			t.Errorf("keysd_event_log_last_sequence = %v (present %v)", got, ok)
+		last, ok := metricValue(families, "keysd_event_log_last_sequence", nil)
+		if !ok || last < 2 {
+			t.Errorf("keysd_event_log_last_sequence = %v (present %v)", last, ok)
+		}
+		// Nothing is ever deleted from the log: it holds every event.
+		if got, ok := metricValue(families, "keysd_event_log_messages", nil); !ok || got != last {
+			t.Errorf("keysd_event_log_messages = %v (present %v), want %v (the last sequence)", got, ok, last)
+		}
+		if got, ok := metricValue(families, "keysd_event_log_bytes", nil); !ok || got < 2*100 {
+			t.Errorf("keysd_event_log_bytes = %v (present %v), want at least 100 bytes an event", got, ok)
 		}
 	})
 
