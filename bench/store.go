@@ -143,7 +143,7 @@ func (b *bench) measureStore(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rep.check(fmt.Sprintf("resident memory holding %d keys, after start", b.cfg.Keys), mib(rss), "< 200 MiB", rss < 200<<20)
+	rep.check(fmt.Sprintf("resident memory holding %d keys, after start", b.cfg.Keys), mb(rss), "< 200 MB", rss < memoryTarget)
 
 	// Touch every account through the API, as clients would over time.
 	b.logf("store: reading every account")
@@ -173,9 +173,14 @@ func (b *bench) measureStore(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rep.check(fmt.Sprintf("resident memory after reading all %d accounts (peak)", accounts), mib(rss)+" ("+mib(peak)+")", "< 200 MiB", peak < 200<<20)
+	rep.check(fmt.Sprintf("resident memory after reading all %d accounts (peak)", accounts), mb(rss)+" ("+mb(peak)+")", "< 200 MB", peak < memoryTarget)
 
 	return nil
 }
 
-func mib(n uint64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
+// memoryTarget is issue 6's "under 200 MB", in decimal megabytes as
+// written (200 MiB would allow 4.9% more).
+const memoryTarget = 200_000_000
+
+// mb formats n bytes in decimal megabytes, the unit of the target.
+func mb(n uint64) string { return fmt.Sprintf("%.0f MB", float64(n)/1e6) }
