@@ -64,15 +64,21 @@ func (b *bench) measureReads(ctx context.Context, k *process, rep *report) error
 // request for one of several accounts so that writers rarely race on one
 // account's version. Each 201 means the key is in the log and in the
 // account's document: the next read sees it (read-your-writes).
-func (b *bench) measureCreates(ctx context.Context, k *process) (throughput, error) {
+//
+// It also returns where a CreateKey's time goes, from keysd's /metrics.
+func (b *bench) measureCreates(ctx context.Context, k *process) (throughput, string, error) {
 	accounts := make([]*httpsig.Signer, 4*b.cfg.Concurrency)
 	for i := range accounts {
 		login := fmt.Sprintf("writer%d", i)
 		signer, pub := newKey()
 		accounts[i] = &httpsig.Signer{KeyID: httpsig.KeyIDFor(login, pub), Key: signer}
 		if _, err := mustDo(ctx, b.admin, "POST", k.URL+"/--admin/accounts", map[string]any{"login": login, "key": authorizedKey(pub)}, http.StatusCreated); err != nil {
-			return throughput{}, err
+			return throughput{}, "", err
 		}
+	}
+	reqBefore, appBefore, err := createTotals(ctx, k.URL)
+	if err != nil {
+		return throughput{}, "", err
 	}
 	var n atomic.Uint64
 	b.logf("writes: CreateKey")
@@ -84,15 +90,20 @@ func (b *bench) measureCreates(ctx context.Context, k *process) (throughput, err
 		body := fmt.Appendf(nil, `{"name":"k%d","key":%q}`, i, authorizedKey(pub))
 		return signedTarget(t, accounts[a], "POST", k.URL+"/"+login+"/keys", body)
 	}, http.StatusCreated)
+	reqAfter, appAfter, err := createTotals(ctx, k.URL)
+	if err != nil {
+		return res, "", err
+	}
+	split := createSplit(reqBefore, appBefore, reqAfter, appAfter)
 	// Read-your-writes, checked: the last key created by each writer is
 	// there.
 	for i := range accounts[:min(4, len(accounts))] {
 		login := fmt.Sprintf("writer%d", i)
 		if _, err := mustDo(ctx, b.admin, "GET", k.URL+"/"+login+"/keys", nil, http.StatusOK); err != nil {
-			return res, err
+			return res, "", err
 		}
 	}
-	return res, nil
+	return res, split, nil
 }
 
 func authorizedKey(pub ssh.PublicKey) string {

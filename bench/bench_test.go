@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -36,7 +37,10 @@ func TestBenchTiny(t *testing.T) {
 		"GetKey, signed (ed25519) vs no-op Echo handler",
 		"ListKeys (10 keys), signed vs no-op Echo handler",
 		"CreateKey (read-your-writes) vs raw JetStream publish",
-		"projection rebuild from the log",
+		"CreateKey time, means from keysd's /metrics",
+		"projection rebuild into an empty bucket (accounts: 50 events, 10 documents)",
+		"projection rebuild re-check of an up-to-date bucket, nothing written",
+		"replay of the same events alone",
 		"start-up holding 40 keys",
 		"resident memory holding 40 keys",
 		"cascade: InstanceRemoved to the last of 5 instance keys gone from the API",
@@ -47,5 +51,22 @@ func TestBenchTiny(t *testing.T) {
 	}
 	if strings.Contains(out, "failed") {
 		t.Errorf("a phase failed:\n%s", out)
+	}
+}
+
+// TestFailuresCountEachFailure: the raw publish baseline reports how many
+// publishes failed, not how many distinct error messages there were.
+func TestFailuresCountEachFailure(t *testing.T) {
+	var f failures
+	for range 3 {
+		f.add(errors.New("nats: timeout"))
+	}
+	f.add(errors.New("nats: no responders"))
+	n, msgs := f.result()
+	if got, want := n, uint64(4); got != want {
+		t.Errorf("failed = %d, want %d", got, want)
+	}
+	if got, want := strings.Join(msgs, "; "), "nats: no responders; nats: timeout"; got != want {
+		t.Errorf("messages = %q, want %q", got, want)
 	}
 }

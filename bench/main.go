@@ -6,7 +6,8 @@
 //     driven by the same load generator (vegeta) with the same signing;
 //  2. CreateKey (read-your-writes) vs raw JetStream publishes of the same
 //     size, the same durability (SyncAlways) and the same concurrency;
-//  3. projection rebuild speed from the log;
+//  3. projection rebuild speed from the log, into an empty bucket (and a
+//     re-check of an up-to-date one);
 //  4. the cascade: InstanceRemoved to the last of N instance keys gone;
 //  5. resident memory and start-up time of a keysd holding many keys.
 //
@@ -15,6 +16,7 @@
 //
 //	go run ./bench                     # the full run, a few minutes
 //	go run ./bench -duration 2s -keys 2000 -cascade-keys 100   # a quick look
+//	go run ./bench -phases rebuild     # one phase
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -61,16 +64,22 @@ type Config struct {
 	Duration time.Duration
 	// Concurrency of each load phase: requests (or publishes) in flight.
 	Concurrency int
-	// Keys held by keysd for the memory, start-up and rebuild phase, in
-	// accounts of KeysPerAccount keys.
+	// Keys held by keysd for the memory and start-up phase, and replayed
+	// by the rebuild phase, in accounts of KeysPerAccount keys.
 	Keys           int
 	KeysPerAccount int
 	// CascadeKeys are the keys of the instance removed in the cascade
 	// phase.
 	CascadeKeys int
-	// Phases to run, of "api", "store" and "cascade".
+	// Phases to run, of "api", "store", "rebuild" and "cascade".
 	Phases []string
+	// RebuildProfile, when set, receives the CPU profile of the rebuild
+	// into an empty bucket.
+	RebuildProfile string
 }
+
+// allPhases are the phases, in the order they run.
+var allPhases = []string{"api", "store", "rebuild", "cascade"}
 
 func (c *Config) setDefaults() {
 	c.Duration = 10 * time.Second
@@ -78,7 +87,7 @@ func (c *Config) setDefaults() {
 	c.Keys = 100_000
 	c.KeysPerAccount = 10
 	c.CascadeKeys = 1000
-	c.Phases = []string{"api", "store", "cascade"}
+	c.Phases = allPhases
 }
 
 // Validate returns every problem with c at once.
@@ -94,8 +103,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("-keys must be at least 1 and -keys-per-account 1 to 999 (one atomic batch per account)"))
 	}
 	for _, p := range c.Phases {
-		if p != "api" && p != "store" && p != "cascade" {
-			errs = append(errs, fmt.Errorf("-phases: unknown phase %q (api, store, cascade)", p))
+		if !slices.Contains(allPhases, p) {
+			errs = append(errs, fmt.Errorf("-phases: unknown phase %q (%s)", p, strings.Join(allPhases, ", ")))
 		}
 	}
 	if c.CascadeKeys < 1 {
@@ -113,10 +122,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "where data directories go (default: a temporary directory, removed after)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each load phase")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "requests or publishes in flight in each load phase")
-	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "keys keysd holds for the memory, start-up and rebuild phase")
-	fs.IntVar(&cfg.KeysPerAccount, "keys-per-account", cfg.KeysPerAccount, "keys per account in that phase")
+	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "keys keysd holds in the store phase, and the rebuild phase replays")
+	fs.IntVar(&cfg.KeysPerAccount, "keys-per-account", cfg.KeysPerAccount, "keys per account in those phases")
 	fs.IntVar(&cfg.CascadeKeys, "cascade-keys", cfg.CascadeKeys, "keys of the instance removed in the cascade phase")
-	fs.Func("phases", "comma-separated phases to run: api (reads, writes), store (memory, start-up, rebuild), cascade (default: all)", func(v string) error {
+	fs.StringVar(&cfg.RebuildProfile, "rebuild-cpuprofile", "", "write the CPU profile of the rebuild into an empty bucket to this file")
+	fs.Func("phases", "comma-separated phases to run: api (reads, writes), store (memory, start-up), rebuild (projection rebuild), cascade (default: all)", func(v string) error {
 		cfg.Phases = strings.Split(v, ",")
 		return nil
 	})

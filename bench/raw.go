@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,7 +59,7 @@ func (b *bench) measureRawPublish(ctx context.Context, model *jetstream.RawStrea
 	b.logf("writes: raw JetStream publishes of %d bytes", len(payload))
 	latencies := make([][]time.Duration, b.cfg.Concurrency)
 	var wg sync.WaitGroup
-	var failed sync.Map
+	var failed failures
 	start := time.Now()
 	deadline := start.Add(b.cfg.Duration)
 	for w := range b.cfg.Concurrency {
@@ -72,7 +73,7 @@ func (b *bench) measureRawPublish(ctx context.Context, model *jetstream.RawStrea
 				m.Header.Set(bus.HeaderEventID, id)
 				t0 := time.Now()
 				if _, err := c.JS.PublishMsg(ctx, m); err != nil {
-					failed.Store(err.Error(), true)
+					failed.add(err)
 					continue
 				}
 				latencies[w] = append(latencies[w], time.Since(t0))
@@ -88,10 +89,30 @@ func (b *bench) measureRawPublish(ctx context.Context, model *jetstream.RawStrea
 		out.P50 = all[len(all)*50/100]
 		out.P99 = all[min(len(all)-1, len(all)*99/100)]
 	}
-	failed.Range(func(k, _ any) bool {
-		out.Failed++
-		out.Errors = append(out.Errors, k.(string))
+	out.Failed, out.Errors = failed.result()
+	return out, nil
+}
+
+// failures counts failed operations, each one, and keeps their distinct
+// messages: a thousand timeouts are a thousand failures and one message.
+type failures struct {
+	n    atomic.Uint64
+	msgs sync.Map
+}
+
+func (f *failures) add(err error) {
+	f.n.Add(1)
+	f.msgs.Store(err.Error(), true)
+}
+
+// result returns how many operations failed and their distinct messages,
+// sorted.
+func (f *failures) result() (uint64, []string) {
+	var msgs []string
+	f.msgs.Range(func(k, _ any) bool {
+		msgs = append(msgs, k.(string))
 		return true
 	})
-	return out, nil
+	slices.Sort(msgs)
+	return f.n.Load(), msgs
 }

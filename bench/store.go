@@ -113,7 +113,8 @@ func accountEventCount(ctx context.Context, dataDir string) (uint64, error) {
 }
 
 // measureStore seeds cfg.Keys keys, then measures keysd holding them:
-// start-up time, resident memory, and the accounts projection's rebuild.
+// start-up time and resident memory. (The rebuild has a phase of its own,
+// measureRebuild.)
 func (b *bench) measureStore(ctx context.Context, rep *report) error {
 	dataDir := b.work + "/store"
 	b.logf("store: seeding %d keys", b.cfg.Keys)
@@ -132,11 +133,6 @@ func (b *bench) measureStore(ctx context.Context, rep *report) error {
 	if err := k.stop(); err != nil {
 		return fmt.Errorf("keysd exited with %v", err)
 	}
-	events, err := accountEventCount(ctx, dataDir)
-	if err != nil {
-		return err
-	}
-
 	k, took, err := b.startKeysd(ctx, dataDir)
 	if err != nil {
 		return err
@@ -147,7 +143,7 @@ func (b *bench) measureStore(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rep.check(fmt.Sprintf("resident memory holding %d keys, after start", b.cfg.Keys), mib(rss), "< 200 MiB", rss < 200<<20)
+	rep.check(fmt.Sprintf("resident memory holding %d keys, after start", b.cfg.Keys), mb(rss), "< 200 MB", rss < memoryTarget)
 
 	// Touch every account through the API, as clients would over time.
 	b.logf("store: reading every account")
@@ -177,18 +173,14 @@ func (b *bench) measureStore(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rep.check(fmt.Sprintf("resident memory after reading all %d accounts (peak)", accounts), mib(rss)+" ("+mib(peak)+")", "< 200 MiB", peak < 200<<20)
+	rep.check(fmt.Sprintf("resident memory after reading all %d accounts (peak)", accounts), mb(rss)+" ("+mb(peak)+")", "< 200 MB", peak < memoryTarget)
 
-	b.logf("store: rebuilding the accounts projection")
-	t0 = time.Now()
-	if _, err := mustDo(ctx, b.admin, "POST", k.URL+"/--admin/projections/accounts/rebuild", nil, http.StatusOK); err != nil {
-		return err
-	}
-	rebuild := time.Since(t0)
-	perSec := float64(events) / rebuild.Seconds()
-	rep.check(fmt.Sprintf("projection rebuild from the log (accounts: %d events, %d documents)", events, accounts+1),
-		fmt.Sprintf("%.0f events/s (%s)", perSec, rebuild.Round(time.Millisecond)), ">= 50,000 events/s", perSec >= 50_000)
 	return nil
 }
 
-func mib(n uint64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
+// memoryTarget is issue 6's "under 200 MB", in decimal megabytes as
+// written (200 MiB would allow 4.9% more).
+const memoryTarget = 200_000_000
+
+// mb formats n bytes in decimal megabytes, the unit of the target.
+func mb(n uint64) string { return fmt.Sprintf("%.0f MB", float64(n)/1e6) }

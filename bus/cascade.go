@@ -39,6 +39,9 @@ func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService
 		stop := keepAlive(m, 3*time.Second)
 		defer stop()
 		start := time.Now()
+		// Which replica works a removal, for an operator reading the logs
+		// of several (and for the cluster test that kills that one).
+		logger.Info("cascade: started", "instanceId", r.Event.Owner.ID, "cause", r.Event.ID)
 		meta := domain.Meta{Actor: "keysd-cascade", CorrelationID: r.Event.CorrelationID}
 		n, err := keys.Cascade(ctx, r.Event.Owner.ID, meta)
 		if err != nil {

@@ -105,6 +105,18 @@ func (d *DataKeys) Destroy(ctx context.Context, id string) error {
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
+	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		// Someone else (the cascade and the shredder both destroy what a
+		// removed key leaves) deleted it between our read and our delete:
+		// the server says "no message found" only as text, so look.
+		gerr := retry(ctx, func(ctx context.Context) error {
+			_, err := d.stream.GetMsg(ctx, m.Sequence)
+			return err
+		})
+		if errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+	}
 	return err
 }
 

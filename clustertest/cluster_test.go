@@ -7,22 +7,67 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/projections"
 )
 
-// TestCluster runs the checks that leave the cluster whole on one cluster:
-// three NATS servers, two keysd replicas on different servers.
+// TestCluster runs its checks on one cluster: three NATS servers, two
+// keysd replicas on different servers. All but the last leave the cluster
+// whole; the last kills a replica.
 func TestCluster(t *testing.T) {
 	c := MustStartCluster(t)
 	a, b := c.replica[0], c.replica[1]
 	nc := c.Connect(t)
+
+	// KEYSD_REPLICAS=3: every stream and bucket keysd made is on all
+	// three servers, so an acknowledged write is on a quorum.
+	t.Run("ThreeReplicasOfEveryStream", func(t *testing.T) {
+		js := jsOf(t, nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		want := []string{bus.StreamName, bus.DataKeysStream, bus.IntakeStream,
+			"KV_" + projections.AccountsBucket, "KV_" + projections.InfraKeysBucket, "KV_" + projections.TokensBucket}
+		names := js.StreamNames(ctx)
+		var have []string
+		for name := range names.Name() {
+			have = append(have, name)
+		}
+		if err := names.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range want {
+			if !slices.Contains(have, name) {
+				t.Errorf("no stream %s (streams: %v)", name, have)
+			}
+		}
+		for _, name := range have {
+			if !slices.Contains(want, name) && !strings.HasPrefix(name, "KV_") {
+				continue
+			}
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := info.Config.Replicas, 3; got != want {
+				t.Errorf("%s: %d replicas, want %d", name, got, want)
+			}
+			if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+				t.Errorf("%s: placed as %+v, want a leader and two followers", name, info.Cluster)
+			}
+		}
+	})
 
 	t.Run("ReadYourWritesAcrossReplicas", func(t *testing.T) {
 		alice := c.MustCreateAccount(t, a, "alice")
@@ -112,7 +157,14 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("ReadsStayConsistentWhileTheReadModelLags", func(t *testing.T) {
+	// A read model that lags the log, as a bucket follower that fell
+	// behind would serve it. The lag is simulated: the test rewinds the
+	// document by compare-and-set to what it was 30 events earlier, because
+	// a NATS follower cannot be made to fall behind on demand (stopping one
+	// stops it answering, it does not serve old data). What is real: b's
+	// server is a follower of the bucket, so b's document reads come from
+	// a follower, and the log's tail is read from the stream leader.
+	t.Run("ReadsStayConsistentWithARewoundReadModel", func(t *testing.T) {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			t.Fatal(err)
@@ -149,15 +201,13 @@ func TestCluster(t *testing.T) {
 			bob.MustDo(t, b.url, http.MethodGet, "/bob/keys/"+name, nil, http.StatusOK)
 		}
 
-		// A read model that lags by many events, as a follower that fell
-		// behind would serve it: put back the document from before those
-		// writes. Reads through either replica still see every write (the
-		// log's tail is read from the stream leader), and the next write
-		// repairs the document.
-		// Let the projection's consumer finish with these events first, so
-		// that it does not move the rewound document forward again; a get
-		// may still come from a follower a revision behind: rewind by
-		// compare-and-set until it takes.
+		// Simulated lag: put back the document from before those writes.
+		// Reads through either replica still see every write (the log's
+		// tail is read from the stream leader), and the next write repairs
+		// the document. Let the projection's consumer finish with these
+		// events first, so that it does not move the rewound document
+		// forward again; a get may still come from a follower a revision
+		// behind: rewind by compare-and-set until it takes.
 		Eventually(t, 30*time.Second, "projections caught up", func() error { return projectionsIdle(nc) })
 		Eventually(t, 30*time.Second, "the read model rewound", func() error {
 			current, err := kv.Get(ctx, "account.bob")
@@ -179,6 +229,94 @@ func TestCluster(t *testing.T) {
 		bob.MustDo(t, b.url, http.MethodPost, "/bob/keys", map[string]any{"name": "repair", "key": AuthorizedKey(t, MustKey(t), "repair")}, http.StatusCreated)
 		Eventually(t, 30*time.Second, "projections caught up", func() error { return projectionsIdle(nc) })
 		MustMatchLog(t, nc)
+	})
+
+	// A resource driver reports an instance's keys, then its removal; the
+	// replica that takes the removal is killed (SIGKILL) mid-cascade. The
+	// other gets the removal again when its AckWait (10 s) runs out and
+	// finishes: one KeyDeleted per key, none doubled, none missing.
+	// Last: it kills a replica.
+	t.Run("CascadeSurvivesKillingItsReplica", func(t *testing.T) {
+		// The intake records one key at a time per instance, some 65 ms
+		// each on this cluster: 100 keys keep the test near 20 s.
+		const n = 100
+		const inst = "vm-cascade"
+		driver := c.ConnectRole(t, bus.RoleDriver)
+		djs := jsOf(t, driver)
+		publishDriverKeys(t, djs, inst, n)
+		admin := newClient(t, "admin", c.admin)
+		Eventually(t, 60*time.Second, "the intake worked off", func() error { return intakeEmpty(nc) })
+		keys, err := instanceKeys(admin, a, inst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(keys); got != n {
+			t.Fatalf("%d keys of %s through the API, want %d", got, inst, n)
+		}
+
+		if _, err := djs.Publish(context.Background(), bus.IntakeRemovedSubject(inst), nil); err != nil {
+			t.Fatal(err)
+		}
+		// Kill the replica that took the removal as soon as it logs so:
+		// poll without pausing, the cascade takes a second or two.
+		var dead, survivor *replica
+		for deadline := time.Now().Add(30 * time.Second); dead == nil; {
+			if time.Now().After(deadline) {
+				t.Fatal("no replica started the cascade within 30s")
+			}
+			for i, r := range c.replica {
+				if logged(r, "cascade: started", inst) {
+					dead, survivor = r, c.replica[1-i]
+					break
+				}
+			}
+		}
+		dead.Kill(t)
+		killed := time.Now()
+		done := logged(dead, "cascade: instance keys deleted", inst)
+		t.Logf("killed %s working the cascade (it had logged its end: %v); %d KeyDeleted recorded then",
+			dead.name, done, countEvents(t, nc, inst)[domain.TypeKeyDeleted])
+		if done {
+			t.Fatalf("the kill of %s did not land mid-cascade: it had finished", dead.name)
+		}
+
+		// The survivor gets the removal again once the dead replica's
+		// acknowledgement time runs out (AckWait, 10 s), and finishes.
+		Eventually(t, 30*time.Second, "the instance's keys gone through "+survivor.name, func() error {
+			keys, err := instanceKeys(admin, survivor, inst)
+			if err == nil && len(keys) != 0 {
+				err = fmt.Errorf("%d keys left", len(keys))
+			}
+			return err
+		})
+		Eventually(t, 30*time.Second, "the cascade acknowledged", func() error { return consumerIdle(nc, bus.CascadeConsumer) })
+		t.Logf("cascade finished by %s %s after the kill", survivor.name, time.Since(killed).Round(100*time.Millisecond))
+		deleted := map[string]int{}
+		counts := map[string]int{}
+		for _, r := range instanceEvents(t, nc, inst) {
+			counts[r.Event.Type]++
+			if r.Event.Type == domain.TypeKeyDeleted {
+				var p domain.KeyDeleted
+				if err := r.Event.Decode(&p); err != nil {
+					t.Fatal(err)
+				}
+				deleted[p.Name]++
+			}
+		}
+		if got := counts[domain.TypeInstanceRemoved]; got != 1 {
+			t.Errorf("%d InstanceRemoved, want 1", got)
+		}
+		if got, want := counts[domain.TypeKeyDeleted], n; got != want {
+			t.Errorf("%d KeyDeleted for %s, want %d", got, inst, want)
+		}
+		if got, want := len(deleted), n; got != want {
+			t.Errorf("%d distinct keys deleted, want %d", got, want)
+		}
+		for name, k := range deleted {
+			if k != 1 {
+				t.Errorf("key %s deleted %d times", name, k)
+			}
+		}
 	})
 }
 

@@ -1,7 +1,9 @@
 // Package clustertest runs the production shape of docker-compose.yml on
-// loopback: three NATS servers from the nats-server module, configured from
-// deploy/nats, forming a JetStream cluster, and keysd processes (the built
-// binary) connected to different servers with KEYSD_REPLICAS=3. It proves
+// loopback: three nats-server processes (built from the nats-server
+// module), configured from deploy/nats, forming a JetStream cluster, and
+// keysd processes (the built binary) connected to different servers with
+// KEYSD_REPLICAS=3. Both kinds are real processes, so either can be killed
+// with SIGKILL, as a crash or a lost machine ends them. It proves
 // that any replica serves any request, that the read models converge on
 // the log across replicas, and that acknowledged writes survive the loss
 // of a NATS server and of a keysd replica under load.
@@ -26,7 +28,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/ssh"
@@ -39,9 +40,13 @@ import (
 	"github.com/infrakeys/infrakeys/sealing"
 )
 
-// keysdBin is the keysd binary, built once: the replicas are real
-// processes, so one can be killed with SIGKILL.
-var keysdBin string
+// keysdBin and natsBin are the keysd and nats-server binaries, built once:
+// the replicas and the NATS nodes are real processes, so one can be killed
+// with SIGKILL.
+var keysdBin, natsBin string
+
+// natsPackage is the nats-server command, at the version go.mod requires.
+const natsPackage = "github.com/nats-io/nats-server/v2"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "clustertest")
@@ -52,6 +57,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	natsBin = filepath.Join(dir, "nats-server")
+	if out, err := exec.Command("go", "build", "-o", natsBin, natsPackage).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", natsPackage, err, out)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -59,8 +69,7 @@ func TestMain(m *testing.M) {
 
 // cluster is three NATS servers and the keysd replicas using them.
 type cluster struct {
-	servers []*server.Server
-	opts    []*server.Options
+	servers []*natsNode
 	replica []*replica
 	admin   crypto.Signer
 	env     []string
@@ -75,35 +84,44 @@ func MustStartCluster(tb testing.TB) *cluster {
 	tb.Helper()
 	c := &cluster{dir: tb.TempDir(), admin: MustKey(tb)}
 	const n = 3
-	clientPorts, routePorts := freePorts(tb, n), freePorts(tb, n)
+	clientPorts, routePorts, monitorPorts := freePorts(tb, n), freePorts(tb, n), freePorts(tb, n)
 	// The routes authenticate as docker-compose.yml sets them up.
 	password := rand.Text()
 	var routes []string
 	for _, p := range routePorts {
 		routes = append(routes, fmt.Sprintf("nats-route://route:%s@127.0.0.1:%d", password, p))
 	}
-	tb.Setenv("NATS_CLUSTER_PASSWORD", password)
-	tb.Setenv("NATS_ROUTES", "["+strings.Join(routes, ", ")+"]")
 	for i := range n {
-		name := fmt.Sprintf("nats-%d", i+1)
-		tb.Setenv("NATS_SERVER_NAME", name)
-		opts, err := server.ProcessConfigFile("../deploy/nats/nats.conf")
-		if err != nil {
-			tb.Fatal(err)
+		node := &natsNode{
+			name: fmt.Sprintf("nats-%d", i+1),
+			port: clientPorts[i],
+			log:  &lockedBuffer{},
 		}
-		opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", clientPorts[i], 0
-		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", routePorts[i]
-		opts.StoreDir = filepath.Join(c.dir, name)
-		opts.NoSigs, opts.NoLog = true, true
-		c.opts = append(c.opts, opts)
-		c.servers = append(c.servers, c.mustStartServer(tb, opts))
+		// The flags move what deploy/nats/nats.conf binds (4222, 8222,
+		// 6222) to loopback, the file's copy its store (/data, which the
+		// flag may not override) to a temporary directory; the rest,
+		// JetStream's sync_interval, route authorization and the users,
+		// is the file as docker-compose.yml uses it.
+		node.args = []string{
+			"-c", mustNodeConfig(tb, filepath.Join(c.dir, node.name)),
+			"-a", "127.0.0.1", "-p", fmt.Sprint(clientPorts[i]), "-m", fmt.Sprint(monitorPorts[i]),
+			"--cluster", fmt.Sprintf("nats://route:%s@127.0.0.1:%d", password, routePorts[i]),
+		}
+		node.env = append(os.Environ(),
+			"NATS_SERVER_NAME="+node.name,
+			"NATS_CLUSTER_PASSWORD="+password,
+			"NATS_ROUTES=["+strings.Join(routes, ", ")+"]")
+		node.start(tb)
+		c.servers = append(c.servers, node)
 	}
 	tb.Cleanup(func() {
 		for _, s := range c.servers {
-			s.Shutdown()
+			s.stop()
 		}
-		for _, s := range c.servers {
-			s.WaitForShutdown()
+		if tb.Failed() {
+			for _, s := range c.servers {
+				tb.Logf("%s log:\n%s", s.name, s.log)
+			}
 		}
 	})
 	c.mustWaitForJetStream(tb)
@@ -142,18 +160,118 @@ func MustStartCluster(tb testing.TB) *cluster {
 	return c
 }
 
-func (c *cluster) mustStartServer(tb testing.TB, opts *server.Options) *server.Server {
+// mustNodeConfig copies deploy/nats/nats.conf and the auth.conf it
+// includes into dir, with dir/data as the JetStream store, and returns the
+// copy's path.
+func mustNodeConfig(tb testing.TB, dir string) string {
 	tb.Helper()
-	s, err := server.NewServer(opts)
+	conf, err := os.ReadFile("../deploy/nats/nats.conf")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		tb.Fatalf("%s not ready", opts.ServerName)
+	auth, err := os.ReadFile("../deploy/nats/auth.conf")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return s
+	const store = "store_dir: /data"
+	if strings.Count(string(conf), store) != 1 {
+		tb.Fatalf("deploy/nats/nats.conf: no single %q to move", store)
+	}
+	text := strings.Replace(string(conf), store, fmt.Sprintf("store_dir: %q", filepath.Join(dir, "data")), 1)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), auth, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }
+
+// natsNode is one nats-server process.
+type natsNode struct {
+	name   string
+	port   int
+	args   []string
+	env    []string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has ended
+	log    *lockedBuffer
+}
+
+// start runs the process and waits until it accepts client connections.
+func (n *natsNode) start(tb testing.TB) {
+	tb.Helper()
+	n.cmd = exec.Command(natsBin, n.args...)
+	n.cmd.Env = n.env
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan struct{})
+	n.exited = exited
+	go func() { _ = n.cmd.Wait(); close(exited) }()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case <-exited:
+			tb.Fatalf("%s exited: %v\n%s", n.name, n.cmd.ProcessState, n.log)
+		default:
+		}
+		if conn, err := net.Dial("tcp", n.hostPort()); err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s not accepting connections after 30s\n%s", n.name, n.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill ends the process with SIGKILL: no leader stepdown, no flush, no
+// goodbye to the routes; its peers learn of it by missed heartbeats.
+func (n *natsNode) Kill(tb testing.TB) {
+	tb.Helper()
+	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		tb.Fatal(err)
+	}
+	select {
+	case <-n.exited:
+	case <-time.After(10 * time.Second):
+		tb.Fatalf("%s still running 10s after SIGKILL", n.name)
+	}
+}
+
+func (n *natsNode) stop() {
+	if n.Running() {
+		_ = n.cmd.Process.Signal(syscall.SIGKILL)
+		<-n.exited
+	}
+}
+
+// Running reports whether the process has not ended.
+func (n *natsNode) Running() bool {
+	if n.exited == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Name is the server name, as JetStream's cluster info reports leaders.
+func (n *natsNode) Name() string { return n.name }
+
+func (n *natsNode) hostPort() string { return fmt.Sprintf("127.0.0.1:%d", n.port) }
+
+// ClientURL is where clients connect.
+func (n *natsNode) ClientURL() string { return "nats://" + n.hostPort() }
 
 // mustWaitForJetStream polls until the cluster has a JetStream meta leader
 // and answers account requests.
@@ -512,17 +630,36 @@ func projectionsIdle(nc *nats.Conn) error {
 		return err
 	}
 	for _, name := range []string{projections.AccountsName, projections.InfraKeysName, projections.TokensName} {
-		cons, err := js.Consumer(ctx, bus.StreamName, "projection-"+name)
-		if err != nil {
+		if err := durableIdle(ctx, js, "projection-"+name); err != nil {
 			return err
 		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumPending > 0 || info.NumAckPending > 0 {
-			return fmt.Errorf("projection-%s: %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending)
-		}
+	}
+	return nil
+}
+
+// consumerIdle reports an error until the durable consumer name of the
+// event log has handled every event.
+func consumerIdle(nc *nats.Conn, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	return durableIdle(ctx, js, name)
+}
+
+func durableIdle(ctx context.Context, js jetstream.JetStream, name string) error {
+	cons, err := js.Consumer(ctx, bus.StreamName, name)
+	if err != nil {
+		return err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return fmt.Errorf("%s: %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending)
 	}
 	return nil
 }

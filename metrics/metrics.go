@@ -178,6 +178,9 @@ func (m *Metrics) Intake(o domain.IntakeOutcome) {
 type Probes struct {
 	// LastSeq is the sequence of the last event in the log.
 	LastSeq func(ctx context.Context) (uint64, error)
+	// EventLogSize is how many events the log stream holds and their size
+	// in bytes as stored (one replica's share).
+	EventLogSize func(ctx context.Context) (messages, bytes uint64, err error)
 	// ProjectionLag is, per projection name, how many events its consumer
 	// has yet to apply.
 	ProjectionLag func(ctx context.Context) (map[string]uint64, error)
@@ -197,6 +200,10 @@ const probeTimeout = 2 * time.Second
 var (
 	lastSeqDesc = prometheus.NewDesc("keysd_event_log_last_sequence",
 		"Sequence of the last event in the log.", nil, nil)
+	logMessagesDesc = prometheus.NewDesc("keysd_event_log_messages",
+		"Events stored in the event log stream.", nil, nil)
+	logBytesDesc = prometheus.NewDesc("keysd_event_log_bytes",
+		"Bytes the event log stream stores (on each replica of it).", nil, nil)
 	projectionLagDesc = prometheus.NewDesc("keysd_projection_lag_events",
 		"Events in the log that a projection's consumer has not applied yet.", []string{"projection"}, nil)
 	cascadeBacklogDesc = prometheus.NewDesc("keysd_cascade_backlog",
@@ -218,6 +225,8 @@ type probeCollector struct {
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lastSeqDesc
+	ch <- logMessagesDesc
+	ch <- logBytesDesc
 	ch <- projectionLagDesc
 	ch <- cascadeBacklogDesc
 	ch <- intakeBacklogDesc
@@ -245,6 +254,14 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v))
 	}
 	gauge("lastSeq", lastSeqDesc, c.probes.LastSeq)
+	if f := c.probes.EventLogSize; f != nil {
+		if msgs, bytes, err := f(ctx); err != nil {
+			fail("eventLogSize", err)
+		} else {
+			ch <- prometheus.MustNewConstMetric(logMessagesDesc, prometheus.GaugeValue, float64(msgs))
+			ch <- prometheus.MustNewConstMetric(logBytesDesc, prometheus.GaugeValue, float64(bytes))
+		}
+	}
 	gauge("cascadeBacklog", cascadeBacklogDesc, c.probes.CascadeBacklog)
 	gauge("intakeBacklog", intakeBacklogDesc, c.probes.IntakeBacklog)
 	gauge("shredderBacklog", shredderBacklogDesc, c.probes.ShredderBacklog)

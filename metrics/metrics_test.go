@@ -52,14 +52,21 @@ func TestProbes(t *testing.T) {
 			LastSeq:        func(context.Context) (uint64, error) { return 42, nil },
 			ProjectionLag:  func(context.Context) (map[string]uint64, error) { return map[string]uint64{"accounts": 3}, nil },
 			CascadeBacklog: func(context.Context) (uint64, error) { return 7, nil },
+			EventLogSize:   func(context.Context) (uint64, uint64, error) { return 42, 21504, nil },
 		}, nil)
 		want := `
 # HELP keysd_cascade_backlog Instance events (InstanceRemoved among them) the cascade consumer has not handled yet.
 # TYPE keysd_cascade_backlog gauge
 keysd_cascade_backlog 7
+# HELP keysd_event_log_bytes Bytes the event log stream stores (on each replica of it).
+# TYPE keysd_event_log_bytes gauge
+keysd_event_log_bytes 21504
 # HELP keysd_event_log_last_sequence Sequence of the last event in the log.
 # TYPE keysd_event_log_last_sequence gauge
 keysd_event_log_last_sequence 42
+# HELP keysd_event_log_messages Events stored in the event log stream.
+# TYPE keysd_event_log_messages gauge
+keysd_event_log_messages 42
 # HELP keysd_metrics_probe_errors Probes that failed during this scrape (their metrics are missing from it).
 # TYPE keysd_metrics_probe_errors gauge
 keysd_metrics_probe_errors 0
@@ -68,7 +75,7 @@ keysd_metrics_probe_errors 0
 keysd_projection_lag_events{projection="accounts"} 3
 `
 		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
-			"keysd_cascade_backlog", "keysd_event_log_last_sequence", "keysd_metrics_probe_errors", "keysd_projection_lag_events", "keysd_intake_backlog"); err != nil {
+			"keysd_cascade_backlog", "keysd_event_log_last_sequence", "keysd_event_log_messages", "keysd_event_log_bytes", "keysd_metrics_probe_errors", "keysd_projection_lag_events", "keysd_intake_backlog"); err != nil {
 			t.Error(err)
 		}
 	})

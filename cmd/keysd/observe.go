@@ -53,6 +53,13 @@ func readyChecks(log *bus.EventLog, names []string) []khttp.ReadyCheck {
 func newMetrics(log *bus.EventLog, intake jetstream.Stream, names []string, logger *slog.Logger) *metrics.Metrics {
 	return metrics.New(metrics.Probes{
 		LastSeq: log.LastSeq,
+		EventLogSize: func(ctx context.Context) (uint64, uint64, error) {
+			info, err := log.Stream().Info(ctx)
+			if err != nil {
+				return 0, 0, err
+			}
+			return info.State.Msgs, info.State.Bytes, nil
+		},
 		ProjectionLag: func(ctx context.Context) (map[string]uint64, error) {
 			lags := make(map[string]uint64, len(names))
 			for _, name := range names {

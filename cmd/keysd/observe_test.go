@@ -10,10 +10,12 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -170,8 +172,16 @@ func TestMetrics(t *testing.T) {
 		if got, _ := metricValue(families, "keysd_event_append_duration_seconds", map[string]string{"result": "ok"}); got < 2 {
 			t.Errorf("appends ok = %v, want >= 2 (bootstrap, account, instance removal)", got)
 		}
-		if got, ok := metricValue(families, "keysd_event_log_last_sequence", nil); !ok || got < 2 {
-			t.Errorf("keysd_event_log_last_sequence = %v (present %v)", got, ok)
+		last, ok := metricValue(families, "keysd_event_log_last_sequence", nil)
+		if !ok || last < 2 {
+			t.Errorf("keysd_event_log_last_sequence = %v (present %v)", last, ok)
+		}
+		// Nothing is ever deleted from the log: it holds every event.
+		if got, ok := metricValue(families, "keysd_event_log_messages", nil); !ok || got != last {
+			t.Errorf("keysd_event_log_messages = %v (present %v), want %v (the last sequence)", got, ok, last)
+		}
+		if got, ok := metricValue(families, "keysd_event_log_bytes", nil); !ok || got < 2*100 {
+			t.Errorf("keysd_event_log_bytes = %v (present %v), want at least 100 bytes an event", got, ok)
 		}
 	})
 
@@ -354,5 +364,87 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
 		t.Errorf("the metrics address still accepts connections after keysd stopped")
+	}
+}
+
+// TestReadyzWhileTheBusIsDown stops the external NATS server keysd uses:
+// /readyz answers 503 naming the event log check, /healthz stays 200 (the
+// process is alive; a supervisor must not restart it for that), and once
+// the server is back on the same port and store /readyz is 200 again.
+func TestReadyzWhileTheBusIsDown(t *testing.T) {
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	p, _ := strconv.Atoi(port)
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: p, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+		MaxPayload: bus.MaxPayload,
+	}
+	startNATS := func() *server.Server {
+		t.Helper()
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ns.Start()
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats server not ready")
+		}
+		return ns
+	}
+	ns := startNATS()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	k := MustStartExternal(t, ns)
+
+	type readiness struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	readyz := func() (int, readiness) {
+		t.Helper()
+		code, body := plainGet(t, k.URL+"/readyz")
+		var r readiness
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatalf("GET /readyz: %d %s: %v", code, body, err)
+		}
+		return code, r
+	}
+	var ready readiness
+	eventually(t, 10*time.Second, "/readyz answers 200 with the bus up", func() bool {
+		code, r := readyz()
+		ready = r
+		return code == http.StatusOK
+	})
+	if got, want := ready.Checks["eventLog"], "ok"; got != want {
+		t.Fatalf("eventLog check with the bus up = %q, want %q", got, want)
+	}
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	code, down := readyz()
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("GET /readyz with the bus down: %d %+v, want 503", code, down)
+	}
+	if got, want := down.Status, "unavailable"; got != want {
+		t.Errorf("status with the bus down = %q, want %q", got, want)
+	}
+	if got := down.Checks["eventLog"]; got == "" || got == "ok" {
+		t.Errorf("eventLog check with the bus down = %q, want the failure", got)
+	}
+	if !t.Failed() {
+		t.Logf("with the bus down: %+v", down)
+	}
+	if code, body := plainGet(t, k.URL+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz with the bus down: %d %s, want 200", code, body)
+	}
+
+	ns = startNATS()
+	eventually(t, 30*time.Second, "/readyz answers 200 once the bus is back", func() bool {
+		code, r := readyz()
+		ready = r
+		return code == http.StatusOK
+	})
+	for name, got := range ready.Checks {
+		if got != "ok" {
+			t.Errorf("check %s after the bus came back = %q, want ok", name, got)
+		}
 	}
 }
