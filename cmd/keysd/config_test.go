@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/infrakeys/infrakeys/domain"
 )
 
 // defaultConfig is the configuration with nothing set.
 func defaultConfig() Config {
-	return Config{DataDir: "./data", HTTPAddr: "127.0.0.1:8080", Replicas: 1, ClockSkew: 300 * time.Second, LogLevel: "info"}
+	return Config{DataDir: "./data", HTTPAddr: "127.0.0.1:8080", Replicas: 1, ClockSkew: 300 * time.Second, LogLevel: "info", CascadeBatch: domain.MaxCascadeBatch}
 }
 
 func TestParseConfig(t *testing.T) {
@@ -38,8 +40,10 @@ func TestParseConfig(t *testing.T) {
 				"KEYSD_PREVIOUS_MASTER_KEY_FILES": "/etc/keysd/old.key",
 				"KEYSD_CLOCK_SKEW":                "1m",
 				"KEYSD_LOG_LEVEL":                 "debug",
+				"KEYSD_CASCADE_BATCH":             "50",
 			},
 			want: func(c *Config) {
+				c.CascadeBatch = 50
 				c.DataDir, c.HTTPAddr, c.MetricsAddr = "/var/lib/keysd", ":9000", "127.0.0.1:9100"
 				c.NATSURL, c.NATSCreds, c.Replicas = "nats://n1:4222", "/etc/keysd/nats.creds", 3
 				c.BootstrapAccount, c.BootstrapKey = "admin", "/etc/keysd/admin.pub"
@@ -105,6 +109,7 @@ func TestParseConfig_Errors(t *testing.T) {
 				"KEYSD_REPLICAS":          "9",
 				"KEYSD_BOOTSTRAP_ACCOUNT": "admin",
 				"KEYSD_LOG_LEVEL":         "loud",
+				"KEYSD_CASCADE_BATCH":     "0",
 				"KEYSD_MASTER_KEY":        "k",
 				"KEYSD_MASTER_KEY_FILE":   "f",
 			},
@@ -118,6 +123,7 @@ func TestParseConfig_Errors(t *testing.T) {
 				"set KEYSD_MASTER_KEY or KEYSD_MASTER_KEY_FILE, not both",
 				"clock skew (--clock-skew, KEYSD_CLOCK_SKEW) must be positive",
 				`log level (--log-level, KEYSD_LOG_LEVEL) must be debug, info, warn or error, got "loud"`,
+				"cascade batch (--cascade-batch, KEYSD_CASCADE_BATCH) must be 1 to 1000, got 0",
 			},
 		},
 		{

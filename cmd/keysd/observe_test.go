@@ -374,10 +374,15 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 func TestReadyzWhileTheBusIsDown(t *testing.T) {
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	p, _ := strconv.Atoi(port)
-	opts := &server.Options{
-		Host: "127.0.0.1", Port: p, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
-		MaxPayload: bus.MaxPayload,
+	// The users of deploy/nats/auth.conf, as MustNATSServer has them:
+	// MustStartExternal connects with keysd's seed.
+	opts, err := server.ProcessConfigFile("../../deploy/nats/auth.conf")
+	if err != nil {
+		t.Fatal(err)
 	}
+	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", p, 0
+	opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = true, t.TempDir(), true, true
+	opts.MaxPayload = bus.MaxPayload
 	startNATS := func() *server.Server {
 		t.Helper()
 		ns, err := server.NewServer(opts)
