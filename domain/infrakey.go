@@ -29,8 +29,11 @@ const (
 // ever travels in events and read models; the data key is kept apart,
 // wrapped by the master key, and destroyed with the key.
 type SealedSecret struct {
-	SecretID   string `json:"secretId"`
-	Alg        string `json:"alg"`
+	SecretID string `json:"secretId"`
+	Alg      string `json:"alg"`
+	// AAD names what the ciphertext is bound to as associated data:
+	// "keyId+secretId", the id of the key it belongs to and its own.
+	AAD        string `json:"aad"`
 	Nonce      []byte `json:"nonce"`
 	Ciphertext []byte `json:"ciphertext"`
 }

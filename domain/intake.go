@@ -336,7 +336,7 @@ func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey) error {
 	if len(n.Pair.PrivateKey) == 0 || n.Sealed != nil {
 		return nil
 	}
-	sealed, err := s.Keys.Sealer.Seal(ctx, n.Pair.PrivateKey)
+	sealed, err := s.Keys.Sealer.Seal(ctx, n.ID, n.Pair.PrivateKey)
 	n.Sealed = sealed
 	return err
 }

@@ -49,9 +49,9 @@ func NewVault(ring *Keyring, store Store) *Vault {
 func (v *Vault) Keyring() *Keyring { return v.ring.Load() }
 
 // Seal implements domain.Sealer.
-func (v *Vault) Seal(ctx context.Context, plaintext []byte) (*domain.SealedSecret, error) {
+func (v *Vault) Seal(ctx context.Context, keyID string, plaintext []byte) (*domain.SealedSecret, error) {
 	id := ulid.Make().String()
-	sealed, wrapped, err := Seal(v.ring.Load().Current(), id, plaintext)
+	sealed, wrapped, err := Seal(v.ring.Load().Current(), Binding{KeyID: keyID, SecretID: id}, plaintext)
 	if err != nil {
 		return nil, err
 	}
@@ -62,13 +62,15 @@ func (v *Vault) Seal(ctx context.Context, plaintext []byte) (*domain.SealedSecre
 	if err := v.store.Create(ctx, id, data); err != nil {
 		return nil, domain.Errorf(domain.EUNAVAILABLE, "data key store unavailable: %v", err)
 	}
-	return &domain.SealedSecret{SecretID: id, Alg: sealed.Alg, Nonce: sealed.Nonce, Ciphertext: sealed.Ciphertext}, nil
+	return &domain.SealedSecret{SecretID: id, Alg: sealed.Alg, AAD: sealed.AAD, Nonce: sealed.Nonce, Ciphertext: sealed.Ciphertext}, nil
 }
 
 // Open implements domain.Sealer. A destroyed data key makes the secret
 // unrecoverable (domain.ErrSecretDestroyed): its key was deleted, or its
-// private half replaced, after the caller read it.
-func (v *Vault) Open(ctx context.Context, s *domain.SealedSecret) ([]byte, error) {
+// private half replaced, after the caller read it. keyID is the id of the
+// key the caller found s in: a secret sealed for another key does not
+// open.
+func (v *Vault) Open(ctx context.Context, keyID string, s *domain.SealedSecret) ([]byte, error) {
 	w, _, err := v.wrapped(ctx, s.SecretID)
 	if err != nil {
 		return nil, err
@@ -76,7 +78,7 @@ func (v *Vault) Open(ctx context.Context, s *domain.SealedSecret) ([]byte, error
 	if w == nil {
 		return nil, fmt.Errorf("sealing: secret %s: %w", s.SecretID, domain.ErrSecretDestroyed)
 	}
-	return Open(v.ring.Load(), s.SecretID, Sealed{Alg: s.Alg, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, *w)
+	return Open(v.ring.Load(), Binding{KeyID: keyID, SecretID: s.SecretID}, Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, *w)
 }
 
 // Destroy implements domain.Sealer.

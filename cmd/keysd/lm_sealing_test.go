@@ -58,11 +58,18 @@ func MustOpenOffline(tb testing.TB, k *keysd) *offline {
 // Close stops the embedded server.
 func (o *offline) Close() { o.conn.Close() }
 
+// sealedOf is a sealed private half as an event carried it, with the id of
+// the key it was recorded for.
+type sealedOf struct {
+	KeyID string
+	domain.SealedSecret
+}
+
 // sealedHistory replays the whole log and returns, per shared key name,
 // every sealed private half its KeyCreated and KeyUpdated events carried.
-func (o *offline) sealedHistory(tb testing.TB) map[string][]domain.SealedSecret {
+func (o *offline) sealedHistory(tb testing.TB) map[string][]sealedOf {
 	tb.Helper()
-	out := map[string][]domain.SealedSecret{}
+	out := map[string][]sealedOf{}
 	_, err := o.Log.Replay(context.Background(), bus.ReplayOptions{Subjects: []string{bus.KindSubjects(domain.OwnerShared)}}, func(r bus.Recorded) error {
 		if r.Event.Type != domain.TypeKeyCreated && r.Event.Type != domain.TypeKeyUpdated {
 			return nil
@@ -73,7 +80,7 @@ func (o *offline) sealedHistory(tb testing.TB) map[string][]domain.SealedSecret 
 		}
 		if p.SealedPrivateKey != nil {
 			if s := out[p.Name]; len(s) == 0 || s[len(s)-1].SecretID != p.SealedPrivateKey.SecretID {
-				out[p.Name] = append(s, *p.SealedPrivateKey)
+				out[p.Name] = append(s, sealedOf{p.ID, *p.SealedPrivateKey})
 			}
 		}
 		return nil
@@ -271,7 +278,7 @@ func TestLMCryptoShredding(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name    string
-		secret  domain.SealedSecret
+		secret  sealedOf
 		want    string // "" if it must not open
 		wrapped []byte // its original data key, if known
 	}{
@@ -285,7 +292,7 @@ func TestLMCryptoShredding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plain, openErr := vault.Open(ctx, &tc.secret)
+			plain, openErr := vault.Open(ctx, tc.secret.KeyID, &tc.secret.SealedSecret)
 			var hits []hit
 			if tc.wrapped != nil {
 				hits = searchTree(t, k.DataDir, []needle{{tc.name, tc.wrapped}, {tc.name, []byte(base64.StdEncoding.EncodeToString(tc.wrapped))}})
@@ -816,5 +823,89 @@ func TestLMMasterKeyFromEnvironment(t *testing.T) {
 	}
 	if strings.Contains(k.stderr.String(), strings.TrimSpace(string(value))) {
 		t.Errorf("the master key is in the log")
+	}
+}
+
+// TestLMSealedKeyBoundToKeyID plays an attacker who can append to the
+// event log: key A's sealedPrivateKey, copied whole into a KeyUpdated of
+// key B, must not be released as B's private half, neither by
+// includePrivateKey nor by substitution for a driver.
+func TestLMSealedKeyBoundToKeyID(t *testing.T) {
+	k := MustStart(t, nil)
+	pemA := MustOpenSSHPEM(t, MustKey(t))
+	wantStatus(t, k.Admin.Do(t, "POST", lmPrefix+"/shared", map[string]any{"name": "key-a", "privateKey": pemA}), http.StatusCreated)
+	wantStatus(t, k.Admin.Do(t, "POST", lmPrefix+"/shared", map[string]any{"name": "key-b", "generate": "ed25519"}), http.StatusCreated)
+	k.Stop(t)
+
+	o := MustOpenOffline(t, k)
+	ctx := context.Background()
+	sealedA := o.sealedHistory(t)["key-a"][0]
+	owner := domain.SharedOwner("key-b")
+	recs, err := o.Log.ReadOwner(ctx, owner, 0)
+	if err != nil || len(recs) == 0 {
+		o.Close()
+		t.Fatalf("events of key-b: %d, %v", len(recs), err)
+	}
+	last := recs[len(recs)-1]
+	var p domain.KeyCreated
+	if err := last.Event.Decode(&p); err != nil {
+		o.Close()
+		t.Fatal(err)
+	}
+	if p.ID == sealedA.KeyID {
+		o.Close()
+		t.Fatal("key-a and key-b have the same id")
+	}
+	p.SealedPrivateKey, p.Description = &sealedA.SealedSecret, "forged"
+	forged := domain.NewEvent(owner, domain.TypeKeyUpdated, 1, p, domain.Meta{Actor: "attacker"})
+	if _, err := o.Log.Append(ctx, owner, last.Seq, []domain.Event{forged}); err != nil {
+		o.Close()
+		t.Fatal(err)
+	}
+	o.Close()
+	k.Restart(t)
+
+	// The read model has the forged event once key-b shows its
+	// description: wait for that, so that a refusal is not a stale read.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var b infraKeyJSON
+		k.Admin.Do(t, "GET", keyPath("key-b"), nil).JSON(t, &b)
+		if b.Description == "forged" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the forged event did not reach the read model")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name string
+		do   func() *response
+	}{
+		{"IncludePrivateKey", func() *response {
+			return k.Admin.Do(t, "GET", keyPath("key-b")+"?includePrivateKey=true", nil)
+		}},
+		{"Substitute", func() *response {
+			return k.Admin.Do(t, "POST", lmPrefix+"/substitute", map[string]any{"properties": map[string]any{"k": map[string]any{"type": "key", "value": "key-b"}}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.do()
+			for _, line := range bodyLines(pemA) {
+				if strings.Contains(string(r.Body), line) {
+					t.Fatalf("key-a's private half released as key-b's: %d", r.StatusCode)
+				}
+			}
+			if r.StatusCode == http.StatusOK {
+				t.Errorf("status 200 for a private half sealed for another key: %s", r.Body)
+			}
+		})
+	}
+	// Key A itself still opens.
+	var got infraKeyJSON
+	k.Admin.Do(t, "GET", keyPath("key-a")+"?includePrivateKey=true", nil).JSON(t, &got)
+	if got.PrivateKey != pemA {
+		t.Errorf("key-a's private half %q", got.PrivateKey)
 	}
 }
