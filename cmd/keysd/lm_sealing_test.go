@@ -744,6 +744,52 @@ func TestLMMasterKeyFile(t *testing.T) {
 	}
 }
 
+// TestLMMasterKeyFileExternalNATS checks that keysd on an external NATS
+// deployment never makes a master key of its own: each replica would make
+// a different one and could not open the others' data keys. A missing
+// file fails the start, with a message naming it, and is not created.
+func TestLMMasterKeyFileExternalNATS(t *testing.T) {
+	ns := MustNATSServer(t)
+	missing := filepath.Join(t.TempDir(), "shared", "master.key")
+	env := map[string]string{
+		"KEYSD_NATS_URL":        ns.ClientURL(),
+		"KEYSD_MASTER_KEY_FILE": missing,
+		"KEYSD_DATA_DIR":        filepath.Join(t.TempDir(), "data"),
+		"KEYSD_HTTP_ADDR":       freeAddr(t),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	var stderr syncBuffer
+	go func() { done <- run(ctx, nil, func(n string) string { return env[n] }, io.Discard, &stderr) }()
+	var err error
+	deadline := time.Now().Add(30 * time.Second)
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		default:
+		}
+		if resp, herr := http.Get("http://" + env["KEYSD_HTTP_ADDR"] + "/healthz"); herr == nil {
+			resp.Body.Close()
+			cancel()
+			<-done
+			t.Fatal("keysd started on an external NATS deployment with a master key file that did not exist")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keysd neither failed nor started within 30s\n%s", &stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("err = %v, want one naming %s", err, missing)
+	}
+	if _, serr := os.Stat(missing); !errors.Is(serr, fs.ErrNotExist) {
+		t.Errorf("a master key file was created: %v", serr)
+	}
+}
+
 // TestLMReleaseWhileChanging releases private halves while other requests
 // replace or delete them: a release shows the halves of one key pair, the
 // one it recorded, or 404 once the key is deleted; never an error.
