@@ -18,11 +18,16 @@ type Store interface {
 	// Create stores the data key of a new secret.
 	Create(ctx context.Context, id string, wrapped []byte) error
 	// Replace stores a re-wrapped data key if the one at rev is still
-	// there, and returns domain.ErrVersionConflict otherwise.
+	// there, and returns domain.ErrVersionConflict otherwise. It then
+	// erases the replaced one for good, as Destroy does: a copy left on
+	// disk would open with the retired master key.
 	Replace(ctx context.Context, id string, wrapped []byte, rev uint64) error
+	// EraseStale erases the replaced data keys that a Replace which failed
+	// half-way left, and returns how many.
+	EraseStale(ctx context.Context) (int, error)
 	// Get returns a data key and its revision; nil if there is none.
 	Get(ctx context.Context, id string) ([]byte, uint64, error)
-	// Destroy removes a data key for good.
+	// Destroy removes a data key for good, every stored copy of it.
 	Destroy(ctx context.Context, id string) error
 	// IDs lists the secrets that have a data key.
 	IDs(ctx context.Context) ([]string, error)
@@ -113,7 +118,8 @@ type RewrapResult struct {
 // Rewrap re-wraps every data key that is not under the current master key
 // with it. Sealed private keys and the event log are not touched, and the
 // vault keeps sealing and opening meanwhile: the keyring still holds the
-// older master keys. Once it returns, the older master keys can be retired.
+// older master keys. Once it returns, no data key wrapped by an older
+// master key is left in the store, and those master keys can be retired.
 func (v *Vault) Rewrap(ctx context.Context) (RewrapResult, error) {
 	ring := v.ring.Load()
 	res := RewrapResult{MasterKeyID: ring.Current().ID()}
@@ -147,6 +153,12 @@ func (v *Vault) Rewrap(ctx context.Context) (RewrapResult, error) {
 			return res, err
 		}
 		res.Rewrapped++
+	}
+	// A replaced data key that an earlier, interrupted run left behind
+	// still opens with the old master key: erase it before saying the old
+	// master key can go.
+	if _, err := v.store.EraseStale(ctx); err != nil {
+		return res, fmt.Errorf("sealing: erase replaced data keys: %w", err)
 	}
 	return res, nil
 }

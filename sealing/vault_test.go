@@ -3,8 +3,12 @@ package sealing_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/infrakeys/infrakeys/bus"
@@ -89,4 +93,135 @@ func TestVaultBindsKeyID(t *testing.T) {
 			t.Errorf("sealed JSON %s does not state its associated data", data)
 		}
 	})
+}
+
+// wrappedCiphertext returns the ciphertext of secret id's stored data key,
+// nil if there is none.
+func wrappedCiphertext(tb testing.TB, dk *bus.DataKeys, id string) []byte {
+	tb.Helper()
+	data, _, err := dk.Get(context.Background(), id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if data == nil {
+		return nil
+	}
+	var w sealing.WrappedKey
+	if err := json.Unmarshal(data, &w); err != nil {
+		tb.Fatal(err)
+	}
+	return w.Ciphertext
+}
+
+// filesHolding returns the files under dir that hold ct, raw or in
+// base64 (the stored data key is JSON).
+func filesHolding(tb testing.TB, dir string, ct []byte) []string {
+	tb.Helper()
+	var found []string
+	files := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		if bytes.Contains(data, ct) || bytes.Contains(data, []byte(base64.StdEncoding.EncodeToString(ct))) {
+			found = append(found, path)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if files == 0 {
+		tb.Fatalf("no file under %s", dir)
+	}
+	return found
+}
+
+// TestVaultRewrapErasesOldDataKeys rotates the master key and then
+// searches the stream's files: a data key wrapped by the old master key
+// must be gone from them, not just from the stream, or whoever holds the
+// old master key and a copy of the files could still open it, even after
+// the key is deleted. A destroyed data key must be gone in both wrappings.
+func TestVaultRewrapErasesOldDataKeys(t *testing.T) {
+	dir := t.TempDir()
+	conn, dk := MustDataKeys(t, dir)
+	ctx := context.Background()
+	oldKey, newKey := MustNewMasterKey(t), MustNewMasterKey(t)
+	const kept, doomed = "01JB2Z8Q7X5V4T3S2R1P0N9M8K", "01JB2Z8Q7X5V4T3S2R1P0N9M8M"
+	sealedKept := MustVaultSeal(t, sealing.NewVault(sealing.NewKeyring(oldKey), dk), kept, privateKey)
+	sealedDoomed := MustVaultSeal(t, sealing.NewVault(sealing.NewKeyring(oldKey), dk), doomed, []byte("doomed"))
+	old := map[string][]byte{kept: wrappedCiphertext(t, dk, sealedKept.SecretID), doomed: wrappedCiphertext(t, dk, sealedDoomed.SecretID)}
+
+	rotating := sealing.NewVault(sealing.NewKeyring(newKey, oldKey), dk)
+	res, err := rotating.Rewrap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rewrapped != 2 {
+		t.Fatalf("rewrap %+v, want 2 rewrapped", res)
+	}
+	latest := map[string][]byte{kept: wrappedCiphertext(t, dk, sealedKept.SecretID), doomed: wrappedCiphertext(t, dk, sealedDoomed.SecretID)}
+	if err := rotating.Destroy(ctx, sealedDoomed.SecretID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sealing.NewVault(sealing.NewKeyring(newKey), dk).Open(ctx, kept, sealedKept); err != nil || !bytes.Equal(got, privateKey) {
+		t.Fatalf("open with the new master key alone: %q, %v", got, err)
+	}
+	conn.Close() // flush and release the files
+
+	for _, tc := range []struct {
+		name string
+		ct   []byte
+		want bool
+	}{
+		{"KeptUnderNewMasterKey", latest[kept], true}, // the search finds what is there
+		{"KeptUnderOldMasterKey", old[kept], false},
+		{"DestroyedUnderOldMasterKey", old[doomed], false},
+		{"DestroyedUnderNewMasterKey", latest[doomed], false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			found := filesHolding(t, dir, tc.ct)
+			if tc.want && len(found) == 0 {
+				t.Error("the search does not find a stored data key")
+			}
+			if !tc.want && len(found) > 0 {
+				t.Errorf("still in the files: %v", found)
+			}
+		})
+	}
+}
+
+// TestDataKeysEraseStale checks that a replaced data key a Replace did not
+// erase (as after a crash in between) is erased by EraseStale, leaving the
+// latest one.
+func TestDataKeysEraseStale(t *testing.T) {
+	conn, dk := MustDataKeys(t, t.TempDir())
+	ctx := context.Background()
+	const id = "01JB2Z8Q7X5V4T3S2R1P0N9S8K"
+	if err := dk.Create(ctx, id, []byte(`"first"`)); err != nil {
+		t.Fatal(err)
+	}
+	// A second data key on the subject without erasing the first, as a
+	// Replace interrupted after its publish leaves it.
+	if _, err := conn.JS.Publish(ctx, "keysd.datakeys."+bus.Token(id), []byte(`"second"`)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := dk.EraseStale(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("EraseStale erased %d, want 1", n)
+	}
+	if data, _, err := dk.Get(ctx, id); err != nil || string(data) != `"second"` {
+		t.Errorf("Get = %s, %v; want the latest", data, err)
+	}
+	if n, err := dk.EraseStale(ctx); err != nil || n != 0 {
+		t.Errorf("EraseStale again = %d, %v; want 0", n, err)
+	}
 }
