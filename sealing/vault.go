@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/oklog/ulid/v2"
 
@@ -36,8 +35,11 @@ type Store interface {
 // Vault implements domain.Sealer: it seals private keys under fresh data
 // keys wrapped by the current master key, and keeps the wrapped data keys
 // in a Store.
+//
+// Its keyring is fixed for its life: switching master keys (docs/sealing.md)
+// means restarting keysd with other key files.
 type Vault struct {
-	ring  atomic.Pointer[Keyring]
+	ring  *Keyring
 	store Store
 }
 
@@ -45,18 +47,13 @@ var _ domain.Sealer = (*Vault)(nil)
 
 // NewVault returns a vault sealing with ring's current master key.
 func NewVault(ring *Keyring, store Store) *Vault {
-	v := &Vault{store: store}
-	v.ring.Store(ring)
-	return v
+	return &Vault{ring: ring, store: store}
 }
-
-// Keyring returns the master keys in use.
-func (v *Vault) Keyring() *Keyring { return v.ring.Load() }
 
 // Seal implements domain.Sealer.
 func (v *Vault) Seal(ctx context.Context, keyID string, plaintext []byte) (*domain.SealedSecret, error) {
 	id := ulid.Make().String()
-	sealed, wrapped, err := Seal(v.ring.Load().Current(), Binding{KeyID: keyID, SecretID: id}, plaintext)
+	sealed, wrapped, err := Seal(v.ring.Current(), Binding{KeyID: keyID, SecretID: id}, plaintext)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +80,7 @@ func (v *Vault) Open(ctx context.Context, keyID string, s *domain.SealedSecret) 
 	if w == nil {
 		return nil, fmt.Errorf("sealing: secret %s: %w", s.SecretID, domain.ErrSecretDestroyed)
 	}
-	return Open(v.ring.Load(), Binding{KeyID: keyID, SecretID: s.SecretID}, Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, *w)
+	return Open(v.ring, Binding{KeyID: keyID, SecretID: s.SecretID}, Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, *w)
 }
 
 // Destroy implements domain.Sealer.
@@ -121,7 +118,7 @@ type RewrapResult struct {
 // older master keys. Once it returns, no data key wrapped by an older
 // master key is left in the store, and those master keys can be retired.
 func (v *Vault) Rewrap(ctx context.Context) (RewrapResult, error) {
-	ring := v.ring.Load()
+	ring := v.ring
 	res := RewrapResult{MasterKeyID: ring.Current().ID()}
 	ids, err := v.store.IDs(ctx)
 	if err != nil {
