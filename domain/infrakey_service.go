@@ -369,10 +369,14 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 	}
 	found := map[string]*InfraKey{}
 	seen := map[string]bool{}
-	var missing, public []string
-	for _, section := range props {
-		for _, v := range section {
+	var missing, public, unnamed []string
+	for sec, section := range props {
+		for p, v := range section {
 			name, ok := keyProperty(v)
+			if ok && name == "" {
+				unnamed = append(unnamed, sec+"."+p)
+				continue
+			}
 			if !ok || seen[name] {
 				continue
 			}
@@ -397,6 +401,12 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 				found[name] = k
 			}
 		}
+	}
+	if len(unnamed) > 0 {
+		// A driver would get a key property without its key: refuse, as
+		// for a name that does not resolve.
+		sort.Strings(unnamed)
+		return nil, Errorf(EINVALID, "cannot substitute key properties: %s must name a key in value, as a non-empty string (quote a numeric name in YAML)", strings.Join(unnamed, ", "))
 	}
 	if len(missing) > 0 || len(public) > 0 {
 		sort.Strings(missing)
@@ -447,14 +457,16 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 	return out, nil
 }
 
-// keyProperty returns the key name of a key property.
+// keyProperty reports whether v is a key property ({"type": "key"}) and
+// returns the key name in its value; "" if the value is missing, empty or
+// not a string (an unquoted numeric name in YAML), which names no key.
 func keyProperty(v any) (string, bool) {
 	m, ok := v.(map[string]any)
 	if !ok || m["type"] != "key" {
 		return "", false
 	}
-	name, ok := m["value"].(string)
-	return name, ok && name != ""
+	name, _ := m["value"].(string)
+	return name, true
 }
 
 func (s *InfraKeyService) runShared(ctx context.Context, name string, decide func(*SharedKey) ([]Event, error)) (*SharedKey, error) {
