@@ -42,6 +42,15 @@ func TestLMTokens(t *testing.T) {
 	t.Run("Authenticates", func(t *testing.T) {
 		wantStatus(t, k.Bearer(created.Token).Do(t, "GET", lmPrefix+"/shared", nil), http.StatusOK)
 	})
+	t.Run("SchemeCaseInsensitive", func(t *testing.T) {
+		// RFC 7235: the scheme name is case-insensitive.
+		for _, scheme := range []string{"bearer", "BEARER", "bEaReR"} {
+			r := k.Bearer("").DoWith(t, "GET", lmPrefix+"/shared", nil, http.Header{"Authorization": {scheme + " " + created.Token}})
+			if r.StatusCode != http.StatusOK {
+				t.Errorf("%s: %d %s", scheme, r.StatusCode, r.Body)
+			}
+		}
+	})
 	t.Run("ListHasNoSecrets", func(t *testing.T) {
 		r := k.Admin.Do(t, "GET", "/--admin/tokens", nil)
 		wantStatus(t, r, http.StatusOK)
