@@ -943,9 +943,7 @@ func TestLMSealedKeyBoundToKeyID(t *testing.T) {
 					t.Fatalf("key-a's private half released as key-b's: %d", r.StatusCode)
 				}
 			}
-			if r.StatusCode == http.StatusOK {
-				t.Errorf("status 200 for a private half sealed for another key: %s", r.Body)
-			}
+			wantLMError(t, r, http.StatusInternalServerError, "application/json", "internal error")
 		})
 	}
 	// Key A itself still opens.
