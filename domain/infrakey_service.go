@@ -13,14 +13,14 @@ import (
 // Sealer keeps private keys sealed: each under its own data key, wrapped by
 // the master key and stored apart from the event log.
 type Sealer interface {
-	// Seal encrypts plaintext, the private half of key keyID, under a new
-	// data key and stores the wrapped data key. The key id is bound into
-	// the ciphertext.
-	Seal(ctx context.Context, keyID string, plaintext []byte) (*SealedSecret, error)
-	// Open decrypts a sealed secret found in key keyID; it fails if s was
-	// sealed for another key, and returns ErrSecretDestroyed if its data
-	// key was destroyed.
-	Open(ctx context.Context, keyID string, s *SealedSecret) ([]byte, error)
+	// Seal encrypts plaintext, the private half of key k, under a new data
+	// key and stores the wrapped data key. All of k is bound into the
+	// ciphertext.
+	Seal(ctx context.Context, k KeyRef, plaintext []byte) (*SealedSecret, error)
+	// Open decrypts a sealed secret found in key k; it fails if s was
+	// sealed for another key (another id, name, scope or instance), and
+	// returns ErrSecretDestroyed if its data key was destroyed.
+	Open(ctx context.Context, k KeyRef, s *SealedSecret) ([]byte, error)
 	// Destroy deletes the secret's data key for good: every copy of the
 	// ciphertext, in the log included, becomes noise. Destroying a secret
 	// that is already gone is not an error.
@@ -66,12 +66,12 @@ func (km KeyMaterial) pair(comment string) (*KeyPair, error) {
 	return ParseKeyPair(km.PublicKey, km.PrivateKey)
 }
 
-// seal seals the private half of pair, if it has one, for key keyID.
-func (s *InfraKeyService) seal(ctx context.Context, keyID string, pair *KeyPair) (*SealedSecret, error) {
+// seal seals the private half of pair, if it has one, for key k.
+func (s *InfraKeyService) seal(ctx context.Context, k KeyRef, pair *KeyPair) (*SealedSecret, error) {
 	if len(pair.PrivateKey) == 0 {
 		return nil, nil
 	}
-	return s.Sealer.Seal(ctx, keyID, pair.PrivateKey)
+	return s.Sealer.Seal(ctx, k, pair.PrivateKey)
 }
 
 // discard destroys a secret sealed for a command that did not happen, so
@@ -93,7 +93,7 @@ func (s *InfraKeyService) CreateShared(ctx context.Context, name, description st
 		return nil, err
 	}
 	n.Pair = pair
-	if n.Sealed, err = s.seal(ctx, n.ID, pair); err != nil {
+	if n.Sealed, err = s.seal(ctx, KeyRef{ID: n.ID, Scope: ScopeShared, Name: n.Name}, pair); err != nil {
 		return nil, err
 	}
 	st, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
@@ -139,7 +139,7 @@ func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName st
 		// created again).
 		if newPair != nil && sealedFor != st.Key.ID {
 			s.discard(ctx, newSealed)
-			sealed, err := s.seal(ctx, st.Key.ID, newPair)
+			sealed, err := s.seal(ctx, st.Key.Ref(), newPair)
 			if err != nil {
 				newSealed, sealedFor = nil, ""
 				return nil, err
@@ -340,7 +340,7 @@ func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpos
 		if cur.PrivateKey == nil {
 			return cur, nil, nil
 		}
-		pem, err := s.Sealer.Open(ctx, cur.ID, cur.PrivateKey)
+		pem, err := s.Sealer.Open(ctx, cur.Ref(), cur.PrivateKey)
 		if errors.Is(err, ErrSecretDestroyed) {
 			continue // replaced or deleted after the read was recorded
 		}

@@ -269,7 +269,7 @@ func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk Dri
 			reason, why = ReasonDuplicateName, "instance "+in.ID+" already has another key named "+dk.Name
 			return nil, nil
 		}
-		if err := s.sealOnce(ctx, &n); err != nil {
+		if err := s.sealOnce(ctx, &n, KeyRef{ID: n.ID, Scope: ScopeInstance, InstanceID: dk.InstanceID, Name: n.Name}); err != nil {
 			return nil, err
 		}
 		ev, err := in.AddKey(n, m)
@@ -309,7 +309,7 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 			taken = true
 			return nil, nil
 		}
-		if err := s.sealOnce(ctx, &n); err != nil {
+		if err := s.sealOnce(ctx, &n, KeyRef{ID: n.ID, Scope: ScopeShared, Name: n.Name}); err != nil {
 			return nil, err
 		}
 		ev, err := st.CreateShared(n, m)
@@ -330,13 +330,13 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 	return s.reject(ctx, intakeID, dk, ReasonDuplicateName, "the shared pool already has another key named "+dk.Name, m)
 }
 
-// sealOnce seals n's private half, if it has one and it is not sealed
-// yet: a decision retried after a conflict reuses the sealed half.
-func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey) error {
+// sealOnce seals n's private half for k, if it has one and it is not
+// sealed yet: a decision retried after a conflict reuses the sealed half.
+func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey, k KeyRef) error {
 	if len(n.Pair.PrivateKey) == 0 || n.Sealed != nil {
 		return nil
 	}
-	sealed, err := s.Keys.Sealer.Seal(ctx, n.ID, n.Pair.PrivateKey)
+	sealed, err := s.Keys.Sealer.Seal(ctx, k, n.Pair.PrivateKey)
 	n.Sealed = sealed
 	return err
 }

@@ -12,8 +12,9 @@
 //
 // Both layers use XChaCha20-Poly1305 with random 24-byte nonces, which are
 // long enough that random choice never repeats in practice. A sealed
-// private key is bound by its associated data to the id of the key it
-// belongs to and to its secret id, so it cannot be moved to another key; a
+// private key is bound by its associated data to the key it belongs to
+// (id, scope, instance, name) and to its secret id, so it cannot be moved
+// to another key; a
 // wrapped data key is bound to its secret id and to the id of the master
 // key that wraps it, so neither can the label saying which master key
 // wraps it be swapped.

@@ -5,14 +5,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/sealing"
 )
 
 // Bindings as the service makes them: ULID strings for the key and the
 // secret.
 var (
-	keyA = sealing.Binding{KeyID: "01JB2Z8Q7X5V4T3S2R1P0N9M8K", SecretID: "01JB2Z8Q7X5V4T3S2R1P0N9S8K"}
-	keyB = sealing.Binding{KeyID: "01JB2Z8Q7X5V4T3S2R1P0N9M8M", SecretID: "01JB2Z8Q7X5V4T3S2R1P0N9S8M"}
+	refA = domain.KeyRef{ID: "01JB2Z8Q7X5V4T3S2R1P0N9M8K", Scope: domain.ScopeShared, Name: "key-a"}
+	refB = domain.KeyRef{ID: "01JB2Z8Q7X5V4T3S2R1P0N9M8M", Scope: domain.ScopeShared, Name: "key-b"}
+	keyA = sealing.Binding{Key: refA, SecretID: "01JB2Z8Q7X5V4T3S2R1P0N9S8K"}
+	keyB = sealing.Binding{Key: refB, SecretID: "01JB2Z8Q7X5V4T3S2R1P0N9S8M"}
 )
 
 // MustNewMasterKey returns a new master key or fails the test.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/infrakeys/infrakeys/domain"
 )
 
 // AlgXChaCha20Poly1305 names the algorithm of Sealed and WrappedKey. It is
@@ -22,21 +24,22 @@ const dataKeySize = chacha20poly1305.KeySize
 var ErrCannotOpen = errors.New("cannot open sealed key")
 
 // AADKeyAndSecret is the only associated data format Open accepts: the
-// ciphertext is bound to the id of the key whose private half it is and to
-// the id of its data key. Sealed.AAD states it, so that a reader of an
-// event knows what the ciphertext is bound to, and so that a later format
-// can be told apart. Ciphertexts that state another format, or none, are
-// refused: see docs/sealing.md for why there is no older format to accept.
-const AADKeyAndSecret = "keyId+secretId"
+// ciphertext is bound to the key whose private half it is (its id, scope,
+// instance and name) and to the id of its data key. Sealed.AAD states it,
+// so that a reader of an event knows what the ciphertext is bound to, and
+// so that a later format can be told apart. Ciphertexts that state another
+// format, or none, are refused: see docs/sealing.md for why there is no
+// older format to accept.
+const AADKeyAndSecret = "key+secretId"
 
-// Binding names what a sealed secret belongs to. Both ids are bound into
+// Binding names what a sealed secret belongs to. All of it is bound into
 // the ciphertext of the private key, so that a sealed private key copied
-// into another key's event opens as nothing; the data key is bound to the
-// secret id alone, because it is stored, listed and rewrapped by that id.
+// into another key's event opens as nothing, even if the forged event also
+// copies the key id; the data key is bound to the secret id alone, because
+// it is stored, listed and rewrapped by that id.
 type Binding struct {
-	// KeyID is the id of the infrastructure key the secret is the private
-	// half of.
-	KeyID string
+	// Key is the infrastructure key the secret is the private half of.
+	Key domain.KeyRef
 	// SecretID is the id of the secret and of its data key: one data key
 	// per secret.
 	SecretID string
@@ -70,8 +73,8 @@ func Seal(m *MasterKey, b Binding, plaintext []byte) (Sealed, WrappedKey, error)
 	if m == nil {
 		return Sealed{}, WrappedKey{}, errors.New("sealing: seal: nil master key")
 	}
-	if b.KeyID == "" {
-		return Sealed{}, WrappedKey{}, errors.New("sealing: seal: empty key id")
+	if b.Key.ID == "" || b.Key.Scope == "" || b.Key.Name == "" {
+		return Sealed{}, WrappedKey{}, errors.New("sealing: seal: key id, scope or name empty")
 	}
 	if b.SecretID == "" {
 		return Sealed{}, WrappedKey{}, errors.New("sealing: seal: empty secret id")
@@ -104,8 +107,8 @@ func Open(r *Keyring, b Binding, s Sealed, w WrappedKey) ([]byte, error) {
 	if s.AAD != AADKeyAndSecret {
 		return nil, fmt.Errorf("sealing: %w: private key: associated data format %q, want %q (bound to its key id)", ErrCannotOpen, s.AAD, AADKeyAndSecret)
 	}
-	if b.KeyID == "" || b.SecretID == "" {
-		return nil, fmt.Errorf("sealing: %w: private key: empty key id or secret id", ErrCannotOpen)
+	if b.Key.ID == "" || b.Key.Scope == "" || b.Key.Name == "" || b.SecretID == "" {
+		return nil, fmt.Errorf("sealing: %w: private key: key id, scope, name or secret id empty", ErrCannotOpen)
 	}
 	dek, err := unwrap(r, b.SecretID, w)
 	if err != nil {
@@ -135,12 +138,19 @@ func Rewrap(r *Keyring, secretID string, w WrappedKey, to *MasterKey) (WrappedKe
 	return wrap(to, secretID, dek)
 }
 
-// sealAAD binds a sealed private key to its key and its secret. The key id
-// is length-prefixed, so the encoding is unambiguous whatever the ids
+// sealAAD binds a sealed private key to its key and its secret. Each part
+// is length-prefixed, so the encoding is unambiguous whatever the parts
 // contain, and the format name starts it, so that it can never equal a
 // wrapAAD, nor the associated data of a later format.
 func sealAAD(b Binding) []byte {
-	return []byte("sealed:" + AADKeyAndSecret + ":" + strconv.Itoa(len(b.KeyID)) + ":" + b.KeyID + ":" + b.SecretID)
+	aad := []byte("sealed:" + AADKeyAndSecret)
+	for _, part := range []string{b.Key.Scope, b.Key.InstanceID, b.Key.Name, b.Key.ID, b.SecretID} {
+		aad = append(aad, ':')
+		aad = strconv.AppendInt(aad, int64(len(part)), 10)
+		aad = append(aad, ':')
+		aad = append(aad, part...)
+	}
+	return aad
 }
 
 // wrapAAD binds a wrapped data key to its secret id and to the id of the

@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"testing"
 
+	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/sealing"
 )
 
@@ -107,7 +108,7 @@ func TestSealOpen(t *testing.T) {
 	})
 
 	t.Run("ErrSealEmptySecretID", func(t *testing.T) {
-		if _, _, err := sealing.Seal(m, sealing.Binding{KeyID: keyA.KeyID}, privateKey); err == nil {
+		if _, _, err := sealing.Seal(m, sealing.Binding{Key: refA}, privateKey); err == nil {
 			t.Error("Seal accepted an empty secret id")
 		}
 	})
@@ -143,9 +144,13 @@ func TestOpenRefuses(t *testing.T) {
 		{"WrongKeyID", r, keyB, s, w},
 		// The same secret (and so the same data key) claimed by another
 		// key: what copying sealedPrivateKey into another key's event does.
-		{"SecretMovedToAnotherKey", r, sealing.Binding{KeyID: keyB.KeyID, SecretID: keyA.SecretID}, s, w},
-		{"WrongSecretID", r, sealing.Binding{KeyID: keyA.KeyID, SecretID: keyB.SecretID}, s, w},
-		{"EmptyKeyID", r, sealing.Binding{SecretID: keyA.SecretID}, s, w},
+		{"SecretMovedToAnotherKey", r, sealing.Binding{Key: refB, SecretID: keyA.SecretID}, s, w},
+		// A forged event can give another name key A's id too: the name
+		// (and scope, and instance) are bound as well.
+		{"SecretMovedToAnotherNameWithTheSameID", r, sealing.Binding{Key: domain.KeyRef{ID: refA.ID, Scope: refA.Scope, Name: "key-b"}, SecretID: keyA.SecretID}, s, w},
+		{"SecretMovedToAnInstance", r, sealing.Binding{Key: domain.KeyRef{ID: refA.ID, Scope: domain.ScopeInstance, InstanceID: "vm-1", Name: refA.Name}, SecretID: keyA.SecretID}, s, w},
+		{"WrongSecretID", r, sealing.Binding{Key: refA, SecretID: keyB.SecretID}, s, w},
+		{"EmptyKeyID", r, sealing.Binding{Key: domain.KeyRef{Scope: refA.Scope, Name: refA.Name}, SecretID: keyA.SecretID}, s, w},
 		{"AADFormatMissing", r, keyA, sealing.Sealed{Alg: s.Alg, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, w},
 		{"AADFormatUnknown", r, keyA, sealing.Sealed{Alg: s.Alg, AAD: "secretId", Nonce: s.Nonce, Ciphertext: s.Ciphertext}, w},
 		{"SealedOfAnotherKey", r, keyA, sB, w},
@@ -251,7 +256,10 @@ func TestRoundTripProperty(t *testing.T) {
 	for i := range 100 {
 		plaintext := make([]byte, rng.IntN(8192))
 		rand.Read(plaintext)
-		keyID := sealing.Binding{KeyID: rand.Text()[:rng.IntN(26)+1], SecretID: rand.Text()}
+		keyID := sealing.Binding{
+			Key:      domain.KeyRef{ID: rand.Text(), Scope: domain.ScopeInstance, InstanceID: rand.Text()[:rng.IntN(26)], Name: rand.Text()[:rng.IntN(26)+1]},
+			SecretID: rand.Text(),
+		}
 		s, w := MustSeal(t, r.Current(), keyID, plaintext)
 		if got, want := len(s.Ciphertext), len(plaintext)+16; got != want {
 			t.Fatalf("case %d: ciphertext is %d bytes, want %d", i, got, want)

@@ -51,9 +51,9 @@ func NewVault(ring *Keyring, store Store) *Vault {
 }
 
 // Seal implements domain.Sealer.
-func (v *Vault) Seal(ctx context.Context, keyID string, plaintext []byte) (*domain.SealedSecret, error) {
+func (v *Vault) Seal(ctx context.Context, k domain.KeyRef, plaintext []byte) (*domain.SealedSecret, error) {
 	id := ulid.Make().String()
-	sealed, wrapped, err := Seal(v.ring.Current(), Binding{KeyID: keyID, SecretID: id}, plaintext)
+	sealed, wrapped, err := Seal(v.ring.Current(), Binding{Key: k, SecretID: id}, plaintext)
 	if err != nil {
 		return nil, err
 	}
@@ -69,10 +69,9 @@ func (v *Vault) Seal(ctx context.Context, keyID string, plaintext []byte) (*doma
 
 // Open implements domain.Sealer. A destroyed data key makes the secret
 // unrecoverable (domain.ErrSecretDestroyed): its key was deleted, or its
-// private half replaced, after the caller read it. keyID is the id of the
-// key the caller found s in: a secret sealed for another key does not
-// open.
-func (v *Vault) Open(ctx context.Context, keyID string, s *domain.SealedSecret) ([]byte, error) {
+// private half replaced, after the caller read it. k is the key the
+// caller found s in: a secret sealed for another key does not open.
+func (v *Vault) Open(ctx context.Context, k domain.KeyRef, s *domain.SealedSecret) ([]byte, error) {
 	w, _, err := v.wrapped(ctx, s.SecretID)
 	if err != nil {
 		return nil, err
@@ -80,7 +79,7 @@ func (v *Vault) Open(ctx context.Context, keyID string, s *domain.SealedSecret) 
 	if w == nil {
 		return nil, fmt.Errorf("sealing: secret %s: %w", s.SecretID, domain.ErrSecretDestroyed)
 	}
-	return Open(v.ring, Binding{KeyID: keyID, SecretID: s.SecretID}, Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, *w)
+	return Open(v.ring, Binding{Key: k, SecretID: s.SecretID}, Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, *w)
 }
 
 // Destroy implements domain.Sealer.

@@ -33,10 +33,10 @@ func MustDataKeys(tb testing.TB, dir string) (*bus.Conn, *bus.DataKeys) {
 	return c, dk
 }
 
-// MustVaultSeal seals plaintext as the private half of key keyID.
-func MustVaultSeal(tb testing.TB, v *sealing.Vault, keyID string, plaintext []byte) *domain.SealedSecret {
+// MustVaultSeal seals plaintext as the private half of key k.
+func MustVaultSeal(tb testing.TB, v *sealing.Vault, k domain.KeyRef, plaintext []byte) *domain.SealedSecret {
 	tb.Helper()
-	s, err := v.Seal(context.Background(), keyID, plaintext)
+	s, err := v.Seal(context.Background(), k, plaintext)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestVaultBindsKeyID(t *testing.T) {
 	_, dk := MustDataKeys(t, t.TempDir())
 	v := sealing.NewVault(sealing.NewKeyring(MustNewMasterKey(t)), dk)
 	ctx := context.Background()
-	const idA, idB = "01JB2Z8Q7X5V4T3S2R1P0N9M8K", "01JB2Z8Q7X5V4T3S2R1P0N9M8M"
+	idA, idB := refA, refB
 	sealedA := MustVaultSeal(t, v, idA, privateKey)
 	MustVaultSeal(t, v, idB, []byte("key B"))
 
@@ -77,6 +77,14 @@ func TestVaultBindsKeyID(t *testing.T) {
 			t.Errorf("err = %v, want ErrCannotOpen", err)
 		}
 	})
+	t.Run("ErrMovedToAnotherNameWithTheSameID", func(t *testing.T) {
+		// A forged event for key B that also claims key A's id.
+		forged := idB
+		forged.ID = idA.ID
+		if got, err := v.Open(ctx, forged, sealedA); !errors.Is(err, sealing.ErrCannotOpen) {
+			t.Errorf("Open = %q, %v; want ErrCannotOpen", got, err)
+		}
+	})
 	t.Run("ErrAADFormatStripped", func(t *testing.T) {
 		stripped := *sealedA
 		stripped.AAD = ""
@@ -89,7 +97,7 @@ func TestVaultBindsKeyID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Contains(data, []byte(`"aad":"keyId+secretId"`)) {
+		if !bytes.Contains(data, []byte(`"aad":"key+secretId"`)) {
 			t.Errorf("sealed JSON %s does not state its associated data", data)
 		}
 	})
@@ -152,10 +160,10 @@ func TestVaultRewrapErasesOldDataKeys(t *testing.T) {
 	conn, dk := MustDataKeys(t, dir)
 	ctx := context.Background()
 	oldKey, newKey := MustNewMasterKey(t), MustNewMasterKey(t)
-	const kept, doomed = "01JB2Z8Q7X5V4T3S2R1P0N9M8K", "01JB2Z8Q7X5V4T3S2R1P0N9M8M"
+	kept, doomed := refA, refB
 	sealedKept := MustVaultSeal(t, sealing.NewVault(sealing.NewKeyring(oldKey), dk), kept, privateKey)
 	sealedDoomed := MustVaultSeal(t, sealing.NewVault(sealing.NewKeyring(oldKey), dk), doomed, []byte("doomed"))
-	old := map[string][]byte{kept: wrappedCiphertext(t, dk, sealedKept.SecretID), doomed: wrappedCiphertext(t, dk, sealedDoomed.SecretID)}
+	old := map[domain.KeyRef][]byte{kept: wrappedCiphertext(t, dk, sealedKept.SecretID), doomed: wrappedCiphertext(t, dk, sealedDoomed.SecretID)}
 
 	rotating := sealing.NewVault(sealing.NewKeyring(newKey, oldKey), dk)
 	res, err := rotating.Rewrap(ctx)
@@ -165,7 +173,7 @@ func TestVaultRewrapErasesOldDataKeys(t *testing.T) {
 	if res.Rewrapped != 2 {
 		t.Fatalf("rewrap %+v, want 2 rewrapped", res)
 	}
-	latest := map[string][]byte{kept: wrappedCiphertext(t, dk, sealedKept.SecretID), doomed: wrappedCiphertext(t, dk, sealedDoomed.SecretID)}
+	latest := map[domain.KeyRef][]byte{kept: wrappedCiphertext(t, dk, sealedKept.SecretID), doomed: wrappedCiphertext(t, dk, sealedDoomed.SecretID)}
 	if err := rotating.Destroy(ctx, sealedDoomed.SecretID); err != nil {
 		t.Fatal(err)
 	}

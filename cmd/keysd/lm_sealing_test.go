@@ -58,10 +58,10 @@ func MustOpenOffline(tb testing.TB, k *keysd) *offline {
 // Close stops the embedded server.
 func (o *offline) Close() { o.conn.Close() }
 
-// sealedOf is a sealed private half as an event carried it, with the id of
-// the key it was recorded for.
+// sealedOf is a sealed private half as an event carried it, with the key
+// it was recorded for.
 type sealedOf struct {
-	KeyID string
+	Key domain.KeyRef
 	domain.SealedSecret
 }
 
@@ -80,7 +80,8 @@ func (o *offline) sealedHistory(tb testing.TB) map[string][]sealedOf {
 		}
 		if p.SealedPrivateKey != nil {
 			if s := out[p.Name]; len(s) == 0 || s[len(s)-1].SecretID != p.SealedPrivateKey.SecretID {
-				out[p.Name] = append(s, sealedOf{p.ID, *p.SealedPrivateKey})
+				ref := domain.KeyRef{ID: p.ID, Scope: domain.ScopeShared, Name: p.Name}
+				out[p.Name] = append(s, sealedOf{ref, *p.SealedPrivateKey})
 			}
 		}
 		return nil
@@ -292,7 +293,7 @@ func TestLMCryptoShredding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plain, openErr := vault.Open(ctx, tc.secret.KeyID, &tc.secret.SealedSecret)
+			plain, openErr := vault.Open(ctx, tc.secret.Key, &tc.secret.SealedSecret)
 			var hits []hit
 			if tc.wrapped != nil {
 				hits = searchTree(t, k.DataDir, []needle{{tc.name, tc.wrapped}, {tc.name, []byte(base64.StdEncoding.EncodeToString(tc.wrapped))}})
@@ -874,8 +875,8 @@ func TestLMMasterKeyFromEnvironment(t *testing.T) {
 
 // TestLMSealedKeyBoundToKeyID plays an attacker who can append to the
 // event log: key A's sealedPrivateKey, copied whole into a KeyUpdated of
-// key B, must not be released as B's private half, neither by
-// includePrivateKey nor by substitution for a driver.
+// key B that also claims A's id, must not be released as B's private half,
+// neither by includePrivateKey nor by substitution for a driver.
 func TestLMSealedKeyBoundToKeyID(t *testing.T) {
 	k := MustStart(t, nil)
 	pemA := MustOpenSSHPEM(t, MustKey(t))
@@ -898,11 +899,13 @@ func TestLMSealedKeyBoundToKeyID(t *testing.T) {
 		o.Close()
 		t.Fatal(err)
 	}
-	if p.ID == sealedA.KeyID {
+	if p.ID == sealedA.Key.ID {
 		o.Close()
 		t.Fatal("key-a and key-b have the same id")
 	}
-	p.SealedPrivateKey, p.Description = &sealedA.SealedSecret, "forged"
+	// The forger copies key A's id too: binding the id alone would then
+	// let it open.
+	p.ID, p.SealedPrivateKey, p.Description = sealedA.Key.ID, &sealedA.SealedSecret, "forged"
 	forged := domain.NewEvent(owner, domain.TypeKeyUpdated, 1, p, domain.Meta{Actor: "attacker"})
 	if _, err := o.Log.Append(ctx, owner, last.Seq, []domain.Event{forged}); err != nil {
 		o.Close()
