@@ -591,6 +591,25 @@ func TestLMMasterKeyRotation(t *testing.T) {
 		wantStatus(t, alice.Do(t, "POST", "/--admin/master-key/rewrap", nil), http.StatusForbidden)
 	})
 
+	// The data keys as A wraps them, to look for in the files at the end.
+	k.Stop(t)
+	underA := map[string][]byte{}
+	o := MustOpenOffline(t, k)
+	for name, s := range o.sealedHistory(t) {
+		data, _, err := o.Keys.Get(context.Background(), s[0].SecretID)
+		if err != nil || data == nil {
+			o.Close()
+			t.Fatalf("data key of %s: %v", name, err)
+		}
+		var wk sealing.WrappedKey
+		if err := json.Unmarshal(data, &wk); err != nil {
+			o.Close()
+			t.Fatal(err)
+		}
+		underA[name] = wk.Ciphertext
+	}
+	o.Close()
+
 	// Step 2: the new master key, the old one kept to open.
 	k.Env["KEYSD_MASTER_KEY_FILE"] = fileB
 	k.Env["KEYSD_PREVIOUS_MASTER_KEY_FILES"] = fileA
@@ -712,6 +731,20 @@ func TestLMMasterKeyRotation(t *testing.T) {
 			if wk.MasterKeyID != keyB.ID() {
 				t.Errorf("data key %s wrapped by %s, want %s (A is %s)", id, wk.MasterKeyID, keyB.ID(), keyA.ID())
 			}
+		}
+	})
+	t.Run("NoDataKeyUnderAInTheFiles", func(t *testing.T) {
+		// Rewrapped or destroyed, a data key wrapped by A must be gone from
+		// the stream's files too: whoever kept A could open it otherwise.
+		var needles []needle
+		for name, ct := range underA {
+			needles = append(needles, needle{name, ct}, needle{name, []byte(base64.StdEncoding.EncodeToString(ct))})
+		}
+		if len(needles) != 2*40 {
+			t.Fatalf("%d needles, want the 40 keys made under A in two encodings", len(needles))
+		}
+		if hits := searchTree(t, k.DataDir, needles); len(hits) > 0 {
+			t.Errorf("%d data keys wrapped by the retired master key are still in the files: %v", len(hits), hits)
 		}
 	})
 }
