@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/oklog/ulid/v2"
@@ -74,11 +73,11 @@ func substitute(ctx context.Context, m *nats.Msg, tokens *domain.TokenService, k
 	if m.Header != nil {
 		authz = m.Header.Get("Authorization")
 	}
-	token, ok := strings.CutPrefix(authz, "Bearer ")
+	token, ok := domain.BearerToken(authz)
 	if !ok {
 		return fail(domain.Errorf(domain.EUNAUTHENTICATED, "a bearer token is required in the Authorization header"))
 	}
-	t, err := tokens.Authenticate(ctx, strings.TrimSpace(token))
+	t, err := tokens.Authenticate(ctx, token)
 	if err != nil {
 		return fail(err)
 	}

@@ -70,7 +70,10 @@ func TestSubstituteOverNATS(t *testing.T) {
 		data, _ := json.Marshal(req)
 		m := nats.NewMsg(bus.SubstituteSubject)
 		m.Data = data
-		if token != "" {
+		switch {
+		case strings.Contains(token, " "): // a whole Authorization value
+			m.Header.Set("Authorization", token)
+		case token != "":
 			m.Header.Set("Authorization", "Bearer "+token)
 		}
 		var resp *nats.Msg
@@ -114,6 +117,19 @@ func TestSubstituteOverNATS(t *testing.T) {
 			"c": map[string]any{"type": "key", "value": "nope2"},
 		}})
 		if out.Error == nil || out.Error.Code != domain.ENOTFOUND || !strings.Contains(out.Error.Message, "nope1, nope2") || out.Properties != nil {
+			t.Errorf("got %+v", out)
+		}
+	})
+	t.Run("SchemeCaseInsensitive", func(t *testing.T) {
+		// RFC 7235: the scheme name is case-insensitive.
+		for _, scheme := range []string{"bearer", "BEARER", "bEaReR"} {
+			if out := ask(t, scheme+" "+private, bus.SubstituteRequest{Properties: props}); out.Error != nil {
+				t.Errorf("%s: %+v", scheme, out.Error)
+			}
+		}
+	})
+	t.Run("ErrOtherScheme", func(t *testing.T) {
+		if out := ask(t, "Basic "+private, bus.SubstituteRequest{Properties: props}); out.Error == nil || out.Error.Code != domain.EUNAUTHENTICATED {
 			t.Errorf("got %+v", out)
 		}
 	})

@@ -29,8 +29,12 @@ const (
 // ever travels in events and read models; the data key is kept apart,
 // wrapped by the master key, and destroyed with the key.
 type SealedSecret struct {
-	SecretID   string `json:"secretId"`
-	Alg        string `json:"alg"`
+	SecretID string `json:"secretId"`
+	Alg      string `json:"alg"`
+	// AAD names what the ciphertext is bound to as associated data:
+	// "key+secretId", the key it belongs to (KeyRef: id, scope, instance,
+	// name) and its own id.
+	AAD        string `json:"aad"`
 	Nonce      []byte `json:"nonce"`
 	Ciphertext []byte `json:"ciphertext"`
 }
@@ -51,6 +55,22 @@ type InfraKey struct {
 	PrivateKey        *SealedSecret `json:"sealedPrivateKey,omitempty"`
 	Created           time.Time     `json:"created"`
 	Updated           time.Time     `json:"updated"`
+}
+
+// KeyRef is what identifies an infrastructure key: its id, and where it is
+// by name. A sealed private half is bound to all of it, so that it opens
+// only as the private half of the key it was sealed for, even if a forged
+// event gave another key (another name) the same id.
+type KeyRef struct {
+	ID         string
+	Scope      string
+	InstanceID string // for ScopeInstance
+	Name       string
+}
+
+// Ref returns the reference of k.
+func (k *InfraKey) Ref() KeyRef {
+	return KeyRef{ID: k.ID, Scope: k.Scope, InstanceID: k.InstanceID, Name: k.Name}
 }
 
 // SharedKey is the history of one name in the shared pool: the key, or nil

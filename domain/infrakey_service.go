@@ -13,12 +13,14 @@ import (
 // Sealer keeps private keys sealed: each under its own data key, wrapped by
 // the master key and stored apart from the event log.
 type Sealer interface {
-	// Seal encrypts plaintext under a new data key and stores the wrapped
-	// data key.
-	Seal(ctx context.Context, plaintext []byte) (*SealedSecret, error)
-	// Open decrypts a sealed secret; ErrSecretDestroyed if its data key
-	// was destroyed.
-	Open(ctx context.Context, s *SealedSecret) ([]byte, error)
+	// Seal encrypts plaintext, the private half of key k, under a new data
+	// key and stores the wrapped data key. All of k is bound into the
+	// ciphertext.
+	Seal(ctx context.Context, k KeyRef, plaintext []byte) (*SealedSecret, error)
+	// Open decrypts a sealed secret found in key k; it fails if s was
+	// sealed for another key (another id, name, scope or instance), and
+	// returns ErrSecretDestroyed if its data key was destroyed.
+	Open(ctx context.Context, k KeyRef, s *SealedSecret) ([]byte, error)
 	// Destroy deletes the secret's data key for good: every copy of the
 	// ciphertext, in the log included, becomes noise. Destroying a secret
 	// that is already gone is not an error.
@@ -67,12 +69,12 @@ func (km KeyMaterial) pair(comment string) (*KeyPair, error) {
 	return ParseKeyPair(km.PublicKey, km.PrivateKey)
 }
 
-// seal seals the private half of pair, if it has one.
-func (s *InfraKeyService) seal(ctx context.Context, pair *KeyPair) (*SealedSecret, error) {
+// seal seals the private half of pair, if it has one, for key k.
+func (s *InfraKeyService) seal(ctx context.Context, k KeyRef, pair *KeyPair) (*SealedSecret, error) {
 	if len(pair.PrivateKey) == 0 {
 		return nil, nil
 	}
-	return s.Sealer.Seal(ctx, pair.PrivateKey)
+	return s.Sealer.Seal(ctx, k, pair.PrivateKey)
 }
 
 // discard destroys a secret sealed for a command that did not happen, so
@@ -94,7 +96,7 @@ func (s *InfraKeyService) CreateShared(ctx context.Context, name, description st
 		return nil, err
 	}
 	n.Pair = pair
-	if n.Sealed, err = s.seal(ctx, pair); err != nil {
+	if n.Sealed, err = s.seal(ctx, KeyRef{ID: n.ID, Scope: ScopeShared, Name: n.Name}, pair); err != nil {
 		return nil, err
 	}
 	st, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
@@ -118,13 +120,11 @@ func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName st
 	var (
 		newPair   *KeyPair
 		newSealed *SealedSecret
+		sealedFor string // the key id newSealed is bound to
 		err       error
 	)
 	if km.PrivateKey != "" || km.Generate != "" {
 		if newPair, err = km.pair(name); err != nil {
-			return nil, err
-		}
-		if newSealed, err = s.seal(ctx, newPair); err != nil {
 			return nil, err
 		}
 	}
@@ -135,6 +135,19 @@ func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName st
 		}
 		if id != "" && id != st.Key.ID {
 			return nil, Errorf(EINVALID, "id %s is not the id of infrastructure key %s", id, name)
+		}
+		// The new private half is sealed for the key it goes to, which is
+		// known only now; once sealed it is reused by a retried decision,
+		// unless the name meanwhile belongs to another key (deleted and
+		// created again).
+		if newPair != nil && sealedFor != st.Key.ID {
+			s.discard(ctx, newSealed)
+			sealed, err := s.seal(ctx, st.Key.Ref(), newPair)
+			if err != nil {
+				newSealed, sealedFor = nil, ""
+				return nil, err
+			}
+			newSealed, sealedFor = sealed, st.Key.ID
 		}
 		desc := st.Key.Description
 		if description != nil {
@@ -338,7 +351,7 @@ func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpos
 		if cur.PrivateKey == nil {
 			return cur, nil, nil
 		}
-		pem, err := s.Sealer.Open(ctx, cur.PrivateKey)
+		pem, err := s.Sealer.Open(ctx, cur.Ref(), cur.PrivateKey)
 		if errors.Is(err, ErrSecretDestroyed) {
 			continue // replaced or deleted after the read was recorded
 		}
@@ -367,10 +380,14 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 	}
 	found := map[string]*InfraKey{}
 	seen := map[string]bool{}
-	var missing, public []string
-	for _, section := range props {
-		for _, v := range section {
+	var missing, public, unnamed []string
+	for sec, section := range props {
+		for p, v := range section {
 			name, ok := keyProperty(v)
+			if ok && name == "" {
+				unnamed = append(unnamed, sec+"."+p)
+				continue
+			}
 			if !ok || seen[name] {
 				continue
 			}
@@ -395,6 +412,12 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 				found[name] = k
 			}
 		}
+	}
+	if len(unnamed) > 0 {
+		// A driver would get a key property without its key: refuse, as
+		// for a name that does not resolve.
+		sort.Strings(unnamed)
+		return nil, Errorf(EINVALID, "cannot substitute key properties: %s must name a key in value, as a non-empty string (quote a numeric name in YAML)", strings.Join(unnamed, ", "))
 	}
 	if len(missing) > 0 || len(public) > 0 {
 		sort.Strings(missing)
@@ -445,14 +468,16 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 	return out, nil
 }
 
-// keyProperty returns the key name of a key property.
+// keyProperty reports whether v is a key property ({"type": "key"}) and
+// returns the key name in its value; "" if the value is missing, empty or
+// not a string (an unquoted numeric name in YAML), which names no key.
 func keyProperty(v any) (string, bool) {
 	m, ok := v.(map[string]any)
 	if !ok || m["type"] != "key" {
 		return "", false
 	}
-	name, ok := m["value"].(string)
-	return name, ok && name != ""
+	name, _ := m["value"].(string)
+	return name, true
 }
 
 func (s *InfraKeyService) runShared(ctx context.Context, name string, decide func(*SharedKey) ([]Event, error)) (*SharedKey, error) {

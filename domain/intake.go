@@ -317,7 +317,7 @@ func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk Dri
 			reason, why = ReasonDuplicateName, "instance "+in.ID+" already has another key named "+dk.Name
 			return nil, nil
 		}
-		if err := s.sealOnce(ctx, &n); err != nil {
+		if err := s.sealOnce(ctx, &n, KeyRef{ID: n.ID, Scope: ScopeInstance, InstanceID: dk.InstanceID, Name: n.Name}); err != nil {
 			return nil, err
 		}
 		ev, err := in.AddKey(n, m)
@@ -363,7 +363,7 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 			taken = true
 			return nil, nil
 		}
-		if err := s.sealOnce(ctx, &n); err != nil {
+		if err := s.sealOnce(ctx, &n, KeyRef{ID: n.ID, Scope: ScopeShared, Name: n.Name}); err != nil {
 			return nil, err
 		}
 		ev, err := st.CreateShared(n, m)
@@ -391,13 +391,13 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 	return out, nil
 }
 
-// sealOnce seals n's private half, if it has one and it is not sealed
-// yet: a decision retried after a conflict reuses the sealed half.
-func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey) error {
+// sealOnce seals n's private half for k, if it has one and it is not
+// sealed yet: a decision retried after a conflict reuses the sealed half.
+func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey, k KeyRef) error {
 	if len(n.Pair.PrivateKey) == 0 || n.Sealed != nil {
 		return nil
 	}
-	sealed, err := s.Keys.Sealer.Seal(ctx, n.Pair.PrivateKey)
+	sealed, err := s.Keys.Sealer.Seal(ctx, k, n.Pair.PrivateKey)
 	n.Sealed = sealed
 	return err
 }

@@ -114,6 +114,17 @@ func IssueToken(name string, roles []string, m Meta) (string, Event, error) {
 	return token, ev, nil
 }
 
+// BearerToken returns the token of an Authorization value that uses the
+// Bearer scheme, whose name is case-insensitive (RFC 7235 section 2.1):
+// "Bearer", "bearer" and "BEARER" are the same scheme.
+func BearerToken(authorization string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(authorization), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
 // ParseTokenID returns the id part of a token, for lookup.
 func ParseTokenID(token string) (string, bool) {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)

@@ -1,8 +1,6 @@
 package http
 
 import (
-	"strings"
-
 	"github.com/labstack/echo/v4"
 
 	"github.com/infrakeys/infrakeys/domain"
@@ -18,16 +16,18 @@ type lmCaller struct {
 func (c *lmCaller) has(role string) bool { return c.token == nil || c.token.Has(role) }
 
 // authenticateLM accepts "Authorization: Bearer <token>" (LM-style
-// clients) or an HTTP Signature by an operator account.
+// clients; the scheme in any case) or an HTTP Signature by an operator
+// account.
 func (s *Server) authenticateLM(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		authz := c.Request().Header.Get("Authorization")
+		token, bearer := domain.BearerToken(authz)
 		var caller *lmCaller
 		switch {
 		case authz == "":
 			return domain.Errorf(domain.EUNAUTHENTICATED, "authorization required: send a bearer token")
-		case strings.HasPrefix(authz, "Bearer "):
-			t, err := s.cfg.Tokens.Authenticate(c.Request().Context(), strings.TrimSpace(strings.TrimPrefix(authz, "Bearer ")))
+		case bearer:
+			t, err := s.cfg.Tokens.Authenticate(c.Request().Context(), token)
 			if err != nil {
 				return err
 			}

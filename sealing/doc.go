@@ -11,11 +11,13 @@
 // append-only log.
 //
 // Both layers use XChaCha20-Poly1305 with random 24-byte nonces, which are
-// long enough that random choice never repeats in practice. The key id is
-// bound into both layers as associated data, so a sealed key or a wrapped
-// data key cannot be moved to another key id, and the master key id is bound
-// into the wrapped data key, so the label saying which master key wraps it
-// cannot be swapped either.
+// long enough that random choice never repeats in practice. A sealed
+// private key is bound by its associated data to the key it belongs to
+// (id, scope, instance, name) and to its secret id, so it cannot be moved
+// to another key; a
+// wrapped data key is bound to its secret id and to the id of the master
+// key that wraps it, so neither can the label saying which master key
+// wraps it be swapped.
 //
 // Master keys rotate without touching the log: Rewrap re-encrypts a wrapped
 // data key under the new master key, and a Keyring keeps the older master

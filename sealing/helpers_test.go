@@ -5,13 +5,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/sealing"
 )
 
-// Key ids as the service makes them: ULID strings.
-const (
-	keyA = "01JB2Z8Q7X5V4T3S2R1P0N9M8K"
-	keyB = "01JB2Z8Q7X5V4T3S2R1P0N9M8M"
+// Bindings as the service makes them: ULID strings for the key and the
+// secret.
+var (
+	refA = domain.KeyRef{ID: "01JB2Z8Q7X5V4T3S2R1P0N9M8K", Scope: domain.ScopeShared, Name: "key-a"}
+	refB = domain.KeyRef{ID: "01JB2Z8Q7X5V4T3S2R1P0N9M8M", Scope: domain.ScopeShared, Name: "key-b"}
+	keyA = sealing.Binding{Key: refA, SecretID: "01JB2Z8Q7X5V4T3S2R1P0N9S8K"}
+	keyB = sealing.Binding{Key: refB, SecretID: "01JB2Z8Q7X5V4T3S2R1P0N9S8M"}
 )
 
 // MustNewMasterKey returns a new master key or fails the test.
@@ -24,10 +28,10 @@ func MustNewMasterKey(tb testing.TB) *sealing.MasterKey {
 	return m
 }
 
-// MustSeal seals plaintext for keyID under m or fails the test.
-func MustSeal(tb testing.TB, m *sealing.MasterKey, keyID string, plaintext []byte) (sealing.Sealed, sealing.WrappedKey) {
+// MustSeal seals plaintext for b under m or fails the test.
+func MustSeal(tb testing.TB, m *sealing.MasterKey, b sealing.Binding, plaintext []byte) (sealing.Sealed, sealing.WrappedKey) {
 	tb.Helper()
-	s, w, err := sealing.Seal(m, keyID, plaintext)
+	s, w, err := sealing.Seal(m, b, plaintext)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func TestKeyring(t *testing.T) {
 				if _, err := sealing.Open(r, keyA, s, w); err != nil {
 					t.Error(err)
 				}
-				if _, err := sealing.Rewrap(r, keyA, w, older); err != nil {
+				if _, err := sealing.Rewrap(r, keyA.SecretID, w, older); err != nil {
 					t.Error(err)
 				}
 			})

@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"testing"
 
+	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/sealing"
 )
 
@@ -101,8 +102,21 @@ func TestSealOpen(t *testing.T) {
 	})
 
 	t.Run("ErrSealEmptyKeyID", func(t *testing.T) {
-		if _, _, err := sealing.Seal(m, "", privateKey); err == nil {
+		if _, _, err := sealing.Seal(m, sealing.Binding{SecretID: keyA.SecretID}, privateKey); err == nil {
 			t.Error("Seal accepted an empty key id")
+		}
+	})
+
+	t.Run("ErrSealEmptySecretID", func(t *testing.T) {
+		if _, _, err := sealing.Seal(m, sealing.Binding{Key: refA}, privateKey); err == nil {
+			t.Error("Seal accepted an empty secret id")
+		}
+	})
+
+	t.Run("StatesItsAAD", func(t *testing.T) {
+		s, _ := MustSeal(t, m, keyA, privateKey)
+		if got, want := s.AAD, sealing.AADKeyAndSecret; got != want {
+			t.Errorf("Sealed.AAD = %q, want %q", got, want)
 		}
 	})
 }
@@ -123,21 +137,32 @@ func TestOpenRefuses(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		r     *sealing.Keyring
-		keyID string
+		keyID sealing.Binding
 		s     sealing.Sealed
 		w     sealing.WrappedKey
 	}{
 		{"WrongKeyID", r, keyB, s, w},
+		// The same secret (and so the same data key) claimed by another
+		// key: what copying sealedPrivateKey into another key's event does.
+		{"SecretMovedToAnotherKey", r, sealing.Binding{Key: refB, SecretID: keyA.SecretID}, s, w},
+		// A forged event can give another name key A's id too: the name
+		// (and scope, and instance) are bound as well.
+		{"SecretMovedToAnotherNameWithTheSameID", r, sealing.Binding{Key: domain.KeyRef{ID: refA.ID, Scope: refA.Scope, Name: "key-b"}, SecretID: keyA.SecretID}, s, w},
+		{"SecretMovedToAnInstance", r, sealing.Binding{Key: domain.KeyRef{ID: refA.ID, Scope: domain.ScopeInstance, InstanceID: "vm-1", Name: refA.Name}, SecretID: keyA.SecretID}, s, w},
+		{"WrongSecretID", r, sealing.Binding{Key: refA, SecretID: keyB.SecretID}, s, w},
+		{"EmptyKeyID", r, sealing.Binding{Key: domain.KeyRef{Scope: refA.Scope, Name: refA.Name}, SecretID: keyA.SecretID}, s, w},
+		{"AADFormatMissing", r, keyA, sealing.Sealed{Alg: s.Alg, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, w},
+		{"AADFormatUnknown", r, keyA, sealing.Sealed{Alg: s.Alg, AAD: "secretId", Nonce: s.Nonce, Ciphertext: s.Ciphertext}, w},
 		{"SealedOfAnotherKey", r, keyA, sB, w},
 		{"WrappedKeyOfAnotherKey", r, keyA, s, wB},
 		{"BothMovedToAnotherKey", r, keyB, s, w},
-		{"TamperedCiphertext", r, keyA, sealing.Sealed{Alg: s.Alg, Nonce: s.Nonce, Ciphertext: flip(s.Ciphertext, 0)}, w},
-		{"TamperedTag", r, keyA, sealing.Sealed{Alg: s.Alg, Nonce: s.Nonce, Ciphertext: flip(s.Ciphertext, len(s.Ciphertext)-1)}, w},
-		{"TamperedNonce", r, keyA, sealing.Sealed{Alg: s.Alg, Nonce: flip(s.Nonce, 3), Ciphertext: s.Ciphertext}, w},
-		{"TruncatedNonce", r, keyA, sealing.Sealed{Alg: s.Alg, Nonce: s.Nonce[:12], Ciphertext: s.Ciphertext}, w},
-		{"MissingNonce", r, keyA, sealing.Sealed{Alg: s.Alg, Ciphertext: s.Ciphertext}, w},
-		{"TruncatedCiphertext", r, keyA, sealing.Sealed{Alg: s.Alg, Nonce: s.Nonce, Ciphertext: s.Ciphertext[:10]}, w},
-		{"UnknownSealedAlg", r, keyA, sealing.Sealed{Alg: "aes256gcm", Nonce: s.Nonce, Ciphertext: s.Ciphertext}, w},
+		{"TamperedCiphertext", r, keyA, sealing.Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce, Ciphertext: flip(s.Ciphertext, 0)}, w},
+		{"TamperedTag", r, keyA, sealing.Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce, Ciphertext: flip(s.Ciphertext, len(s.Ciphertext)-1)}, w},
+		{"TamperedNonce", r, keyA, sealing.Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: flip(s.Nonce, 3), Ciphertext: s.Ciphertext}, w},
+		{"TruncatedNonce", r, keyA, sealing.Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce[:12], Ciphertext: s.Ciphertext}, w},
+		{"MissingNonce", r, keyA, sealing.Sealed{Alg: s.Alg, AAD: s.AAD, Ciphertext: s.Ciphertext}, w},
+		{"TruncatedCiphertext", r, keyA, sealing.Sealed{Alg: s.Alg, AAD: s.AAD, Nonce: s.Nonce, Ciphertext: s.Ciphertext[:10]}, w},
+		{"UnknownSealedAlg", r, keyA, sealing.Sealed{Alg: "aes256gcm", AAD: s.AAD, Nonce: s.Nonce, Ciphertext: s.Ciphertext}, w},
 		{"TamperedWrappedKey", r, keyA, s, sealing.WrappedKey{MasterKeyID: w.MasterKeyID, Alg: w.Alg, Nonce: w.Nonce, Ciphertext: flip(w.Ciphertext, 5)}},
 		{"TamperedWrappedNonce", r, keyA, s, sealing.WrappedKey{MasterKeyID: w.MasterKeyID, Alg: w.Alg, Nonce: flip(w.Nonce, 0), Ciphertext: w.Ciphertext}},
 		{"TruncatedWrappedNonce", r, keyA, s, sealing.WrappedKey{MasterKeyID: w.MasterKeyID, Alg: w.Alg, Nonce: w.Nonce[:1], Ciphertext: w.Ciphertext}},
@@ -176,7 +201,7 @@ func TestRewrap(t *testing.T) {
 
 	t.Run("OpensWithOnlyNewMasterKey", func(t *testing.T) {
 		rotating := sealing.NewKeyring(newKey, oldKey)
-		w2, err := sealing.Rewrap(rotating, keyA, w, newKey)
+		w2, err := sealing.Rewrap(rotating, keyA.SecretID, w, newKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,21 +225,21 @@ func TestRewrap(t *testing.T) {
 	})
 
 	t.Run("ErrWrongKeyID", func(t *testing.T) {
-		_, err := sealing.Rewrap(sealing.NewKeyring(newKey, oldKey), keyB, w, newKey)
+		_, err := sealing.Rewrap(sealing.NewKeyring(newKey, oldKey), keyB.SecretID, w, newKey)
 		if !errors.Is(err, sealing.ErrCannotOpen) {
 			t.Errorf("err = %v, want ErrCannotOpen", err)
 		}
 	})
 
 	t.Run("ErrOldMasterKeyMissing", func(t *testing.T) {
-		_, err := sealing.Rewrap(sealing.NewKeyring(newKey), keyA, w, newKey)
+		_, err := sealing.Rewrap(sealing.NewKeyring(newKey), keyA.SecretID, w, newKey)
 		if !errors.Is(err, sealing.ErrCannotOpen) {
 			t.Errorf("err = %v, want ErrCannotOpen", err)
 		}
 	})
 
 	t.Run("ErrNilTarget", func(t *testing.T) {
-		if _, err := sealing.Rewrap(sealing.NewKeyring(oldKey), keyA, w, nil); err == nil {
+		if _, err := sealing.Rewrap(sealing.NewKeyring(oldKey), keyA.SecretID, w, nil); err == nil {
 			t.Error("Rewrap accepted a nil master key")
 		}
 	})
@@ -231,7 +256,10 @@ func TestRoundTripProperty(t *testing.T) {
 	for i := range 100 {
 		plaintext := make([]byte, rng.IntN(8192))
 		rand.Read(plaintext)
-		keyID := rand.Text()
+		keyID := sealing.Binding{
+			Key:      domain.KeyRef{ID: rand.Text(), Scope: domain.ScopeInstance, InstanceID: rand.Text()[:rng.IntN(26)], Name: rand.Text()[:rng.IntN(26)+1]},
+			SecretID: rand.Text(),
+		}
 		s, w := MustSeal(t, r.Current(), keyID, plaintext)
 		if got, want := len(s.Ciphertext), len(plaintext)+16; got != want {
 			t.Fatalf("case %d: ciphertext is %d bytes, want %d", i, got, want)

@@ -142,7 +142,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.BootstrapAccount, "bootstrap-account", c.BootstrapAccount, "operator account to ensure at start-up (KEYSD_BOOTSTRAP_ACCOUNT)")
 	fs.StringVar(&c.BootstrapKey, "bootstrap-key", c.BootstrapKey, "OpenSSH public key file of the bootstrap account (KEYSD_BOOTSTRAP_KEY)")
 	fs.BoolVar(&c.AllowLegacySignatures, "allow-legacy-signatures", c.AllowLegacySignatures, "accept rsa-sha1 and signatures without (request-target) (KEYSD_ALLOW_LEGACY_SIGNATURES)")
-	fs.StringVar(&c.MasterKeyFile, "master-key-file", c.MasterKeyFile, "master key sealing private keys; created on first start if missing (KEYSD_MASTER_KEY_FILE, default <data-dir>/master.key)")
+	fs.StringVar(&c.MasterKeyFile, "master-key-file", c.MasterKeyFile, "master key sealing private keys; created on first start if missing, with the embedded NATS only (KEYSD_MASTER_KEY_FILE, default <data-dir>/master.key)")
 	fs.Func("previous-master-key-files", "comma-separated older master key files, kept only to open and re-wrap during rotation; may be repeated (KEYSD_PREVIOUS_MASTER_KEY_FILES)", listFlag(&c.PreviousMasterKeys))
 	fs.Func("attestation-roots", "comma-separated PEM files of extra hardware attestation roots; may be repeated (KEYSD_ATTESTATION_ROOTS)", listFlag(&c.AttestationRoots))
 	fs.DurationVar(&c.ClockSkew, "clock-skew", c.ClockSkew, "largest accepted difference between a signed Date and now (KEYSD_CLOCK_SKEW)")

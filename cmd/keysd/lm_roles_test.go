@@ -42,6 +42,15 @@ func TestLMTokens(t *testing.T) {
 	t.Run("Authenticates", func(t *testing.T) {
 		wantStatus(t, k.Bearer(created.Token).Do(t, "GET", lmPrefix+"/shared", nil), http.StatusOK)
 	})
+	t.Run("SchemeCaseInsensitive", func(t *testing.T) {
+		// RFC 7235: the scheme name is case-insensitive.
+		for _, scheme := range []string{"bearer", "BEARER", "bEaReR"} {
+			r := k.Bearer("").DoWith(t, "GET", lmPrefix+"/shared", nil, http.Header{"Authorization": {scheme + " " + created.Token}})
+			if r.StatusCode != http.StatusOK {
+				t.Errorf("%s: %d %s", scheme, r.StatusCode, r.Body)
+			}
+		}
+	})
 	t.Run("ListHasNoSecrets", func(t *testing.T) {
 		r := k.Admin.Do(t, "GET", "/--admin/tokens", nil)
 		wantStatus(t, r, http.StatusOK)
@@ -137,46 +146,49 @@ func TestLMRoles(t *testing.T) {
 	}
 	fixture(t, "fixture")
 
+	// send is a request in one codec: JSON, or YAML both ways (the error
+	// body too must then be YAML).
+	type send func(t *testing.T, method, path string, body any) *response
 	type op struct {
 		name string
-		do   func(t *testing.T, c *client, caller string) *response
+		do   func(t *testing.T, s send, caller string) *response
 		role string // the role it needs
 		ok   int
 	}
 	ops := []op{
-		{"List", func(t *testing.T, c *client, _ string) *response { return c.Do(t, "GET", lmPrefix+"/shared", nil) }, "keys:read", 200},
-		{"Get", func(t *testing.T, c *client, _ string) *response { return c.Do(t, "GET", keyPath("fixture"), nil) }, "keys:read", 200},
-		{"GetByName", func(t *testing.T, c *client, _ string) *response { return c.Do(t, "GET", lmPrefix+"/fixture", nil) }, "keys:read", 200},
-		{"ListInstance", func(t *testing.T, c *client, _ string) *response {
-			return c.Do(t, "GET", lmPrefix+"/instances/vm-1", nil)
+		{"List", func(t *testing.T, s send, _ string) *response { return s(t, "GET", lmPrefix+"/shared", nil) }, "keys:read", 200},
+		{"Get", func(t *testing.T, s send, _ string) *response { return s(t, "GET", keyPath("fixture"), nil) }, "keys:read", 200},
+		{"GetByName", func(t *testing.T, s send, _ string) *response { return s(t, "GET", lmPrefix+"/fixture", nil) }, "keys:read", 200},
+		{"ListInstance", func(t *testing.T, s send, _ string) *response {
+			return s(t, "GET", lmPrefix+"/instances/vm-1", nil)
 		}, "keys:read", 200},
-		{"ListIncludePrivate", func(t *testing.T, c *client, _ string) *response {
-			return c.Do(t, "GET", lmPrefix+"/shared?includePrivateKey=true", nil)
+		{"ListIncludePrivate", func(t *testing.T, s send, _ string) *response {
+			return s(t, "GET", lmPrefix+"/shared?includePrivateKey=true", nil)
 		}, "keys:private", 200},
-		{"GetIncludePrivate", func(t *testing.T, c *client, _ string) *response {
-			return c.Do(t, "GET", keyPath("fixture")+"?includePrivateKey=true", nil)
+		{"GetIncludePrivate", func(t *testing.T, s send, _ string) *response {
+			return s(t, "GET", keyPath("fixture")+"?includePrivateKey=true", nil)
 		}, "keys:private", 200},
-		{"GetByNameIncludePrivate", func(t *testing.T, c *client, _ string) *response {
-			return c.Do(t, "GET", lmPrefix+"/fixture?includePrivateKey=true", nil)
+		{"GetByNameIncludePrivate", func(t *testing.T, s send, _ string) *response {
+			return s(t, "GET", lmPrefix+"/fixture?includePrivateKey=true", nil)
 		}, "keys:private", 200},
-		{"ListInstanceIncludePrivate", func(t *testing.T, c *client, _ string) *response {
-			return c.Do(t, "GET", lmPrefix+"/instances/vm-1?includePrivateKey=true", nil)
+		{"ListInstanceIncludePrivate", func(t *testing.T, s send, _ string) *response {
+			return s(t, "GET", lmPrefix+"/instances/vm-1?includePrivateKey=true", nil)
 		}, "keys:private", 200},
-		{"Substitute", func(t *testing.T, c *client, _ string) *response {
-			return c.Do(t, "POST", lmPrefix+"/substitute", map[string]any{"properties": map[string]any{"k": map[string]any{"type": "key", "value": "fixture"}}})
+		{"Substitute", func(t *testing.T, s send, _ string) *response {
+			return s(t, "POST", lmPrefix+"/substitute", map[string]any{"properties": map[string]any{"k": map[string]any{"type": "key", "value": "fixture"}}})
 		}, "keys:private", 200},
-		{"Create", func(t *testing.T, c *client, caller string) *response {
-			return c.Do(t, "POST", lmPrefix+"/shared", map[string]any{"name": "created-by-" + caller, "generate": "ed25519"})
+		{"Create", func(t *testing.T, s send, caller string) *response {
+			return s(t, "POST", lmPrefix+"/shared", map[string]any{"name": "created-by-" + caller, "generate": "ed25519"})
 		}, "keys:manage", 201},
-		{"Update", func(t *testing.T, c *client, caller string) *response {
-			return c.Do(t, "PUT", keyPath("fixture"), map[string]any{"description": "updated by " + caller})
+		{"Update", func(t *testing.T, s send, caller string) *response {
+			return s(t, "PUT", keyPath("fixture"), map[string]any{"description": "updated by " + caller})
 		}, "keys:manage", 204},
-		{"Delete", func(t *testing.T, c *client, caller string) *response {
+		{"Delete", func(t *testing.T, s send, caller string) *response {
 			fixture(t, "delete-"+caller)
-			return c.Do(t, "DELETE", keyPath("delete-"+caller), nil)
+			return s(t, "DELETE", keyPath("delete-"+caller), nil)
 		}, "keys:manage", 204},
-		{"RemoveInstance", func(t *testing.T, c *client, caller string) *response {
-			return c.Do(t, "DELETE", lmPrefix+"/instances/vm-of-"+caller, nil)
+		{"RemoveInstance", func(t *testing.T, s send, caller string) *response {
+			return s(t, "DELETE", lmPrefix+"/instances/vm-of-"+caller, nil)
 		}, "keys:manage", 202},
 	}
 	holds := map[string][]string{
@@ -185,25 +197,40 @@ func TestLMRoles(t *testing.T) {
 		"Private":  {"keys:read", "keys:private"},
 		"Operator": {"keys:read", "keys:manage", "keys:private"},
 	}
-	for _, caller := range callers {
-		t.Run(caller.name, func(t *testing.T) {
-			for _, o := range ops {
-				t.Run(o.name, func(t *testing.T) {
-					want, says := o.ok, ""
-					switch {
-					case caller.name == "NotOperator":
-						want, says = http.StatusForbidden, "not an operator"
-					case holds[caller.name] == nil:
-						want = http.StatusUnauthorized
-					case !slices.Contains(holds[caller.name], o.role):
-						want, says = http.StatusForbidden, o.role
-					}
-					r := o.do(t, caller.c, caller.name)
-					if r.StatusCode != want {
-						t.Fatalf("%s: %d, want %d: %s", o.name, r.StatusCode, want, r.Body)
-					}
-					if want >= 400 {
-						wantLMError(t, r, want, "application/json", says)
+	codecs := []struct {
+		name, suffix, contentType string
+		send                      func(c *client) send
+	}{
+		{"JSON", "", "application/json", func(c *client) send {
+			return func(t *testing.T, method, path string, body any) *response { return c.Do(t, method, path, body) }
+		}},
+		{"YAML", "-yaml", "application/yaml", func(c *client) send {
+			return func(t *testing.T, method, path string, body any) *response { return c.YAML(t, method, path, body) }
+		}},
+	}
+	for _, codec := range codecs {
+		t.Run(codec.name, func(t *testing.T) {
+			for _, caller := range callers {
+				t.Run(caller.name, func(t *testing.T) {
+					for _, o := range ops {
+						t.Run(o.name, func(t *testing.T) {
+							want, says := o.ok, ""
+							switch {
+							case caller.name == "NotOperator":
+								want, says = http.StatusForbidden, "not an operator"
+							case holds[caller.name] == nil:
+								want = http.StatusUnauthorized
+							case !slices.Contains(holds[caller.name], o.role):
+								want, says = http.StatusForbidden, o.role
+							}
+							r := o.do(t, codec.send(caller.c), caller.name+codec.suffix)
+							if r.StatusCode != want {
+								t.Fatalf("%s: %d, want %d: %s", o.name, r.StatusCode, want, r.Body)
+							}
+							if want >= 400 {
+								wantLMError(t, r, want, codec.contentType, says)
+							}
+						})
 					}
 				})
 			}
@@ -215,11 +242,17 @@ func TestLMRoles(t *testing.T) {
 		var names []string
 		for _, key := range list {
 			names = append(names, key.Name)
-			if key.Name == "fixture" && key.Description != "updated by Operator" {
+			if key.Name == "fixture" && key.Description != "updated by Operator-yaml" {
 				t.Errorf("fixture description %q: updated after the operator", key.Description)
 			}
 		}
-		want := []string{"created-by-Manage", "created-by-Operator", "delete-NoCredentials", "delete-MalformedToken", "delete-UnknownToken", "delete-RevokedToken", "delete-Read", "delete-Private", "delete-NotOperator", "fixture"}
+		want := []string{"fixture"}
+		for _, codec := range codecs {
+			want = append(want, "created-by-Manage"+codec.suffix, "created-by-Operator"+codec.suffix)
+			for _, refused := range []string{"NoCredentials", "MalformedToken", "UnknownToken", "RevokedToken", "Read", "Private", "NotOperator"} {
+				want = append(want, "delete-"+refused+codec.suffix)
+			}
+		}
 		slices.Sort(want)
 		if !slices.Equal(names, want) {
 			t.Errorf("pool %q, want %q", names, want)

@@ -58,11 +58,18 @@ func MustOpenOffline(tb testing.TB, k *keysd) *offline {
 // Close stops the embedded server.
 func (o *offline) Close() { o.conn.Close() }
 
+// sealedOf is a sealed private half as an event carried it, with the key
+// it was recorded for.
+type sealedOf struct {
+	Key domain.KeyRef
+	domain.SealedSecret
+}
+
 // sealedHistory replays the whole log and returns, per shared key name,
 // every sealed private half its KeyCreated and KeyUpdated events carried.
-func (o *offline) sealedHistory(tb testing.TB) map[string][]domain.SealedSecret {
+func (o *offline) sealedHistory(tb testing.TB) map[string][]sealedOf {
 	tb.Helper()
-	out := map[string][]domain.SealedSecret{}
+	out := map[string][]sealedOf{}
 	_, err := o.Log.Replay(context.Background(), bus.ReplayOptions{Subjects: []string{bus.KindSubjects(domain.OwnerShared)}}, func(r bus.Recorded) error {
 		if r.Event.Type != domain.TypeKeyCreated && r.Event.Type != domain.TypeKeyUpdated {
 			return nil
@@ -73,7 +80,8 @@ func (o *offline) sealedHistory(tb testing.TB) map[string][]domain.SealedSecret 
 		}
 		if p.SealedPrivateKey != nil {
 			if s := out[p.Name]; len(s) == 0 || s[len(s)-1].SecretID != p.SealedPrivateKey.SecretID {
-				out[p.Name] = append(s, *p.SealedPrivateKey)
+				ref := domain.KeyRef{ID: p.ID, Scope: domain.ScopeShared, Name: p.Name}
+				out[p.Name] = append(s, sealedOf{ref, *p.SealedPrivateKey})
 			}
 		}
 		return nil
@@ -271,7 +279,7 @@ func TestLMCryptoShredding(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name    string
-		secret  domain.SealedSecret
+		secret  sealedOf
 		want    string // "" if it must not open
 		wrapped []byte // its original data key, if known
 	}{
@@ -285,7 +293,7 @@ func TestLMCryptoShredding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plain, openErr := vault.Open(ctx, &tc.secret)
+			plain, openErr := vault.Open(ctx, tc.secret.Key, &tc.secret.SealedSecret)
 			var hits []hit
 			if tc.wrapped != nil {
 				hits = searchTree(t, k.DataDir, []needle{{tc.name, tc.wrapped}, {tc.name, []byte(base64.StdEncoding.EncodeToString(tc.wrapped))}})
@@ -583,6 +591,25 @@ func TestLMMasterKeyRotation(t *testing.T) {
 		wantStatus(t, alice.Do(t, "POST", "/--admin/master-key/rewrap", nil), http.StatusForbidden)
 	})
 
+	// The data keys as A wraps them, to look for in the files at the end.
+	k.Stop(t)
+	underA := map[string][]byte{}
+	o := MustOpenOffline(t, k)
+	for name, s := range o.sealedHistory(t) {
+		data, _, err := o.Keys.Get(context.Background(), s[0].SecretID)
+		if err != nil || data == nil {
+			o.Close()
+			t.Fatalf("data key of %s: %v", name, err)
+		}
+		var wk sealing.WrappedKey
+		if err := json.Unmarshal(data, &wk); err != nil {
+			o.Close()
+			t.Fatal(err)
+		}
+		underA[name] = wk.Ciphertext
+	}
+	o.Close()
+
 	// Step 2: the new master key, the old one kept to open.
 	k.Env["KEYSD_MASTER_KEY_FILE"] = fileB
 	k.Env["KEYSD_PREVIOUS_MASTER_KEY_FILES"] = fileA
@@ -706,6 +733,20 @@ func TestLMMasterKeyRotation(t *testing.T) {
 			}
 		}
 	})
+	t.Run("NoDataKeyUnderAInTheFiles", func(t *testing.T) {
+		// Rewrapped or destroyed, a data key wrapped by A must be gone from
+		// the stream's files too: whoever kept A could open it otherwise.
+		var needles []needle
+		for name, ct := range underA {
+			needles = append(needles, needle{name, ct}, needle{name, []byte(base64.StdEncoding.EncodeToString(ct))})
+		}
+		if len(needles) != 2*40 {
+			t.Fatalf("%d needles, want the 40 keys made under A in two encodings", len(needles))
+		}
+		if hits := searchTree(t, k.DataDir, needles); len(hits) > 0 {
+			t.Errorf("%d data keys wrapped by the retired master key are still in the files: %v", len(hits), hits)
+		}
+	})
 }
 
 // TestLMMasterKeyFile checks the embedded default: a master key made on
@@ -734,6 +775,52 @@ func TestLMMasterKeyFile(t *testing.T) {
 	err = run(context.Background(), nil, func(n string) string { return env[n] }, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("keysd started with a master key others can read: %v", err)
+	}
+}
+
+// TestLMMasterKeyFileExternalNATS checks that keysd on an external NATS
+// deployment never makes a master key of its own: each replica would make
+// a different one and could not open the others' data keys. A missing
+// file fails the start, with a message naming it, and is not created.
+func TestLMMasterKeyFileExternalNATS(t *testing.T) {
+	ns := MustNATSServer(t)
+	missing := filepath.Join(t.TempDir(), "shared", "master.key")
+	env := map[string]string{
+		"KEYSD_NATS_URL":        ns.ClientURL(),
+		"KEYSD_MASTER_KEY_FILE": missing,
+		"KEYSD_DATA_DIR":        filepath.Join(t.TempDir(), "data"),
+		"KEYSD_HTTP_ADDR":       freeAddr(t),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	var stderr syncBuffer
+	go func() { done <- run(ctx, nil, func(n string) string { return env[n] }, io.Discard, &stderr) }()
+	var err error
+	deadline := time.Now().Add(30 * time.Second)
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		default:
+		}
+		if resp, herr := http.Get("http://" + env["KEYSD_HTTP_ADDR"] + "/healthz"); herr == nil {
+			resp.Body.Close()
+			cancel()
+			<-done
+			t.Fatal("keysd started on an external NATS deployment with a master key file that did not exist")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keysd neither failed nor started within 30s\n%s", &stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("err = %v, want one naming %s", err, missing)
+	}
+	if _, serr := os.Stat(missing); !errors.Is(serr, fs.ErrNotExist) {
+		t.Errorf("a master key file was created: %v", serr)
 	}
 }
 
@@ -816,5 +903,89 @@ func TestLMMasterKeyFromEnvironment(t *testing.T) {
 	}
 	if strings.Contains(k.stderr.String(), strings.TrimSpace(string(value))) {
 		t.Errorf("the master key is in the log")
+	}
+}
+
+// TestLMSealedKeyBoundToKeyID plays an attacker who can append to the
+// event log: key A's sealedPrivateKey, copied whole into a KeyUpdated of
+// key B that also claims A's id, must not be released as B's private half,
+// neither by includePrivateKey nor by substitution for a driver.
+func TestLMSealedKeyBoundToKeyID(t *testing.T) {
+	k := MustStart(t, nil)
+	pemA := MustOpenSSHPEM(t, MustKey(t))
+	wantStatus(t, k.Admin.Do(t, "POST", lmPrefix+"/shared", map[string]any{"name": "key-a", "privateKey": pemA}), http.StatusCreated)
+	wantStatus(t, k.Admin.Do(t, "POST", lmPrefix+"/shared", map[string]any{"name": "key-b", "generate": "ed25519"}), http.StatusCreated)
+	k.Stop(t)
+
+	o := MustOpenOffline(t, k)
+	ctx := context.Background()
+	sealedA := o.sealedHistory(t)["key-a"][0]
+	owner := domain.SharedOwner("key-b")
+	recs, err := o.Log.ReadOwner(ctx, owner, 0)
+	if err != nil || len(recs) == 0 {
+		o.Close()
+		t.Fatalf("events of key-b: %d, %v", len(recs), err)
+	}
+	last := recs[len(recs)-1]
+	var p domain.KeyCreated
+	if err := last.Event.Decode(&p); err != nil {
+		o.Close()
+		t.Fatal(err)
+	}
+	if p.ID == sealedA.Key.ID {
+		o.Close()
+		t.Fatal("key-a and key-b have the same id")
+	}
+	// The forger copies key A's id too: binding the id alone would then
+	// let it open.
+	p.ID, p.SealedPrivateKey, p.Description = sealedA.Key.ID, &sealedA.SealedSecret, "forged"
+	forged := domain.NewEvent(owner, domain.TypeKeyUpdated, 1, p, domain.Meta{Actor: "attacker"})
+	if _, err := o.Log.Append(ctx, owner, last.Seq, []domain.Event{forged}); err != nil {
+		o.Close()
+		t.Fatal(err)
+	}
+	o.Close()
+	k.Restart(t)
+
+	// The read model has the forged event once key-b shows its
+	// description: wait for that, so that a refusal is not a stale read.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var b infraKeyJSON
+		k.Admin.Do(t, "GET", keyPath("key-b"), nil).JSON(t, &b)
+		if b.Description == "forged" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the forged event did not reach the read model")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name string
+		do   func() *response
+	}{
+		{"IncludePrivateKey", func() *response {
+			return k.Admin.Do(t, "GET", keyPath("key-b")+"?includePrivateKey=true", nil)
+		}},
+		{"Substitute", func() *response {
+			return k.Admin.Do(t, "POST", lmPrefix+"/substitute", map[string]any{"properties": map[string]any{"k": map[string]any{"type": "key", "value": "key-b"}}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.do()
+			for _, line := range bodyLines(pemA) {
+				if strings.Contains(string(r.Body), line) {
+					t.Fatalf("key-a's private half released as key-b's: %d", r.StatusCode)
+				}
+			}
+			wantLMError(t, r, http.StatusInternalServerError, "application/json", "internal error")
+		})
+	}
+	// Key A itself still opens.
+	var got infraKeyJSON
+	k.Admin.Do(t, "GET", keyPath("key-a")+"?includePrivateKey=true", nil).JSON(t, &got)
+	if got.PrivateKey != pemA {
+		t.Errorf("key-a's private half %q", got.PrivateKey)
 	}
 }

@@ -102,11 +102,10 @@ func TestLMSubstitute(t *testing.T) {
 		return got.PublicKey
 	}
 	untouched := map[string]any{
-		"host":       "10.0.0.7",
-		"port":       float64(22),
-		"tags":       []any{"a", map[string]any{"type": "key", "value": "nested is not a property"}},
-		"notAKey":    map[string]any{"type": "string", "value": "db"},
-		"emptyValue": map[string]any{"type": "key", "value": ""},
+		"host":    "10.0.0.7",
+		"port":    float64(22),
+		"tags":    []any{"a", map[string]any{"type": "key", "value": "nested is not a property"}},
+		"notAKey": map[string]any{"type": "string", "value": "db"},
 	}
 	request := map[string]any{
 		"properties":        merge(untouched, map[string]any{"dbKey": keyProp("db"), "again": keyProp("db")}),
@@ -196,6 +195,31 @@ func TestLMSubstitute(t *testing.T) {
 			wantLMError(t, r, http.StatusBadRequest, "application/json", "no private half in public-only")
 			r = c.Do(t, "POST", lmPrefix+"/substitute", map[string]any{"properties": map[string]any{"a": keyProp("public-only"), "b": keyProp("nope-3")}})
 			wantLMError(t, r, http.StatusNotFound, "application/json", "nope-3", "public-only")
+		})
+		t.Run("ErrKeyPropertyWithoutName", func(t *testing.T) {
+			// A key property that names no key would reach a driver
+			// without its key: refused, naming every such property.
+			before := MustLastSeq(t, k)
+			r := c.Do(t, "POST", lmPrefix+"/substitute", map[string]any{
+				"properties": map[string]any{
+					"empty":   map[string]any{"type": "key", "value": ""},
+					"number":  map[string]any{"type": "key", "value": 42},
+					"absent":  map[string]any{"type": "key"},
+					"fine":    keyProp("db"),
+					"another": "plain",
+				},
+				"privateProperties": map[string]any{"object": map[string]any{"type": "key", "value": map[string]any{"name": "db"}}},
+			})
+			wantLMError(t, r, http.StatusBadRequest, "application/json", "privateProperties.object, properties.absent, properties.empty, properties.number")
+			if strings.Contains(string(r.Body), "PRIVATE KEY") {
+				t.Errorf("a refused substitution released a key: %s", r.Body)
+			}
+			// An unquoted numeric name in YAML is a number, not a name.
+			r = c.YAML(t, "POST", lmPrefix+"/substitute", "properties:\n  sshKey:\n    type: key\n    value: 1234\n")
+			wantLMError(t, r, http.StatusBadRequest, "application/yaml", "properties.sshKey")
+			if after := MustLastSeq(t, k); after != before {
+				t.Errorf("a refused substitution recorded %d events", after-before)
+			}
 		})
 		t.Run("ErrPropertiesNotObject", func(t *testing.T) {
 			wantLMError(t, c.Do(t, "POST", lmPrefix+"/substitute", map[string]any{"properties": []any{1}}), http.StatusBadRequest, "application/json", "properties must be an object")

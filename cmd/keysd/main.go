@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -62,6 +63,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			busCfg.Listen, busCfg.Access = cfg.NATSListen, access
 		}
 	}
+	// The master key is loaded before anything touches NATS: without it
+	// keysd cannot serve, and nothing should start half-way.
+	ring, err := masterKeys(cfg, logger, stdout)
+	if err != nil {
+		return err
+	}
 	conn, err := bus.Connect(ctx, busCfg)
 	if err != nil {
 		return err
@@ -92,10 +99,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	met := newMetrics(eventLog, intake, projectionNames, logger.With("component", "metrics"))
 	eventLog.Observe(met)
 	dataKeys, err := bus.OpenDataKeys(ctx, conn)
-	if err != nil {
-		return err
-	}
-	ring, err := masterKeys(cfg, logger, stdout)
 	if err != nil {
 		return err
 	}
@@ -229,7 +232,8 @@ func bootstrap(ctx context.Context, svc *domain.AccountService, login, keyFile s
 }
 
 // masterKeys loads the master key (creating it on the embedded default's
-// first start) and any previous ones kept for rotation.
+// first start, never with an external NATS deployment) and any previous
+// ones kept for rotation.
 func masterKeys(cfg Config, logger *slog.Logger, stdout io.Writer) (*sealing.Keyring, error) {
 	var current *sealing.MasterKey
 	var err error
@@ -237,6 +241,15 @@ func masterKeys(cfg Config, logger *slog.Logger, stdout io.Writer) (*sealing.Key
 	case cfg.MasterKey != "":
 		if current, err = sealing.ParseMasterKey(cfg.MasterKey); err != nil {
 			return nil, fmt.Errorf("KEYSD_MASTER_KEY: %w", err)
+		}
+	case cfg.NATSURL != "":
+		// Every replica of an external deployment must share one master
+		// key: a replica that made its own could not open the data keys
+		// the others wrap, nor they its. So it is only ever loaded here.
+		if current, err = sealing.LoadMasterKeyFile(cfg.MasterKeyFile); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("master key file %s does not exist; with an external NATS deployment (KEYSD_NATS_URL) keysd never creates one, because every replica must use the same key: create it once (keysctl master-key generate %s) and give that file to every replica", cfg.MasterKeyFile, cfg.MasterKeyFile)
+		} else if err != nil {
+			return nil, fmt.Errorf("master key: %w", err)
 		}
 	default:
 		path := cfg.MasterKeyFile
