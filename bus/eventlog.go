@@ -158,12 +158,16 @@ func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint
 				return seq, nil
 			case lerr != nil:
 				// Neither a conflict nor a success can be told.
-				return 0, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", lerr)
+				return 0, domain.OutcomeUnknown(domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", lerr))
 			}
 			return 0, err
 		}
-		if err == nil || errors.Is(err, domain.ErrVersionConflict) || ctx.Err() != nil {
+		if err == nil || errors.Is(err, domain.ErrVersionConflict) {
 			return seq, err
+		}
+		if ctx.Err() != nil {
+			// Given up while the publish may have reached the server.
+			return 0, domain.OutcomeUnknown(err)
 		}
 		lastErr = err
 		// The outcome is unknown: find out whether our events are there.
@@ -171,7 +175,7 @@ func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint
 			return seq, nil
 		}
 	}
-	return 0, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", lastErr)
+	return 0, domain.OutcomeUnknown(domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", lastErr))
 }
 
 func (l *EventLog) publish(ctx context.Context, expected uint64, msgs []*nats.Msg) (uint64, error) {

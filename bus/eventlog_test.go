@@ -102,6 +102,24 @@ func TestAppend(t *testing.T) {
 			t.Errorf("Append said %d, stored at %d (other writer at %d)", got, want, other)
 		}
 	})
+	t.Run("ErrOutcomeUnknown", func(t *testing.T) {
+		// The acknowledgement is lost and the log cannot be read to find
+		// out: the write did land, so the error must say that it may have,
+		// and not look like a plain failure.
+		owner := domain.AccountOwner("lostackunreadable")
+		first := MustAppend(t, l, owner, 0, testEvents(owner, 1))
+		bus.LoseNextAck(l, true, func() { bus.FailNextReads(l, 2) })
+		_, err := l.Append(ctx, owner, first, testEvents(owner, 1))
+		if !errors.Is(err, domain.ErrOutcomeUnknown) {
+			t.Fatalf("err = %v, want ErrOutcomeUnknown", err)
+		}
+		if got, want := domain.ErrorCode(err), domain.EUNAVAILABLE; got != want {
+			t.Errorf("code = %s, want %s", got, want)
+		}
+		if got, want := len(MustReadOwner(t, l, owner)), 2; got != want {
+			t.Errorf("events: got %d, want %d", got, want)
+		}
+	})
 	t.Run("ErrVersionConflictAfterLostRequest", func(t *testing.T) {
 		// The first attempt never reached the stream and another writer
 		// got there first: the retry's conflict is a real one.

@@ -44,9 +44,12 @@ func (j *lostAckJetStream) PublishMsg(ctx context.Context, m *nats.Msg, opts ...
 
 // FailNextRead makes the next message read of l's stream fail as if the
 // leader could not be reached.
-func FailNextRead(l *EventLog) {
+func FailNextRead(l *EventLog) { FailNextReads(l, 1) }
+
+// FailNextReads makes the next n message reads of l's stream fail.
+func FailNextReads(l *EventLog, n int32) {
 	s := &failingStream{Stream: l.stream}
-	s.pending.Store(1)
+	s.pending.Store(n)
 	l.stream = s
 }
 
@@ -57,14 +60,14 @@ type failingStream struct {
 }
 
 func (s *failingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
-	if s.pending.Add(-1) == 0 {
+	if s.pending.Add(-1) >= 0 {
 		return nil, context.DeadlineExceeded
 	}
 	return s.Stream.GetMsg(ctx, seq, opts...)
 }
 
 func (s *failingStream) GetLastMsgForSubject(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
-	if s.pending.Add(-1) == 0 {
+	if s.pending.Add(-1) >= 0 {
 		return nil, context.DeadlineExceeded
 	}
 	return s.Stream.GetLastMsgForSubject(ctx, subject)

@@ -36,6 +36,22 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// ErrOutcomeUnknown marks an error after which a command's events may be in
+// the log after all: the append's answer was lost, or the append succeeded
+// and what followed failed. Whoever prepared a side effect for the command
+// (a sealed private half) must keep it: undoing it could break a key the
+// log records as live. It wraps an *Error that says what to tell clients.
+var ErrOutcomeUnknown = errors.New("the outcome is unknown: the events may have been recorded")
+
+// OutcomeUnknown marks err as ErrOutcomeUnknown, keeping its code and
+// message.
+func OutcomeUnknown(err error) error {
+	if err == nil || errors.Is(err, ErrOutcomeUnknown) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+}
+
 // ErrorCode returns the code of err if it is (or wraps) an *Error, and
 // EINTERNAL otherwise. A nil error has no code.
 func ErrorCode(err error) string {

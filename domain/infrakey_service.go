@@ -85,6 +85,16 @@ func (s *InfraKeyService) discard(ctx context.Context, sealed *SealedSecret) {
 	}
 }
 
+// discardFailed discards a secret sealed for a command that failed with
+// err, unless the command may have been recorded after all
+// (ErrOutcomeUnknown): a data key left over is harmless, one destroyed
+// under a live key loses its private half for good.
+func (s *InfraKeyService) discardFailed(ctx context.Context, sealed *SealedSecret, err error) {
+	if !errors.Is(err, ErrOutcomeUnknown) {
+		s.discard(ctx, sealed)
+	}
+}
+
 // CreateShared creates a key in the shared pool.
 func (s *InfraKeyService) CreateShared(ctx context.Context, name, description string, km KeyMaterial, m Meta) (*InfraKey, error) {
 	n := NewInfraKey{ID: ulid.Make().String(), Name: name, Description: description}
@@ -104,7 +114,7 @@ func (s *InfraKeyService) CreateShared(ctx context.Context, name, description st
 		return []Event{ev}, err
 	})
 	if err != nil {
-		s.discard(ctx, n.Sealed)
+		s.discardFailed(ctx, n.Sealed, err)
 		return nil, err
 	}
 	return st.Key, nil
@@ -174,7 +184,7 @@ func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName st
 		return []Event{ev}, err
 	})
 	if err != nil {
-		s.discard(ctx, newSealed)
+		s.discardFailed(ctx, newSealed, err)
 		return nil, err
 	}
 	// The replaced private half is shredded once the update is recorded.

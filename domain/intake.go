@@ -329,7 +329,9 @@ func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk Dri
 		out.KeyID, out.Fingerprint = n.ID, pair.Fingerprint
 		return []Event{ev}, nil
 	})
-	if err != nil || !used {
+	if err != nil {
+		s.Keys.discardFailed(ctx, n.Sealed, err)
+	} else if !used {
 		s.Keys.discard(ctx, n.Sealed)
 	}
 	switch {
@@ -375,7 +377,9 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 		out.KeyID, out.Fingerprint = n.ID, pair.Fingerprint
 		return []Event{ev}, nil
 	})
-	if err != nil || !used {
+	if err != nil {
+		s.Keys.discardFailed(ctx, n.Sealed, err)
+	} else if !used {
 		s.Keys.discard(ctx, n.Sealed)
 	}
 	switch {

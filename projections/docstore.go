@@ -95,7 +95,9 @@ func (s *docStore[T]) append(ctx context.Context, id string, expected uint64, ev
 	}
 	doc, err := s.refresh(ctx, id)
 	if err != nil {
-		return s.load(ctx, id)
+		doc, err = s.load(ctx, id)
+		// The events are in the log even if their result cannot be read.
+		return doc, domain.OutcomeUnknown(err)
 	}
 	return doc, nil
 }
