@@ -75,7 +75,7 @@ func New(probes Probes, logger *slog.Logger) *Metrics {
 		}),
 		intakeMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keysd_intake_messages_total",
-			Help: "Driver intake messages processed, by outcome: created, rejected, removed.",
+			Help: "Driver intake messages processed, by outcome: created, rejected, removed, duplicate (asked for what was already done).",
 		}, []string{"outcome"}),
 		intakeRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keysd_intake_rejections_total",
@@ -149,7 +149,11 @@ func (m *Metrics) Cascaded(_ string, deleted int, took time.Duration) {
 	m.cascadeDuration.Observe(took.Seconds())
 }
 
-var outcomes = []string{domain.OutcomeCreated, domain.OutcomeRejected, domain.OutcomeRemoved}
+// intakeDuplicate labels a message that asked for what was already done
+// (an IntakeDuplicate): it created and removed nothing.
+const intakeDuplicate = "duplicate"
+
+var outcomes = []string{domain.OutcomeCreated, domain.OutcomeRejected, domain.OutcomeRemoved, intakeDuplicate}
 
 var reasons = []string{
 	domain.ReasonMalformed, domain.ReasonInvalidKey, domain.ReasonMismatch,
@@ -160,7 +164,10 @@ var reasons = []string{
 // per message processed.
 func (m *Metrics) Intake(o domain.IntakeOutcome) {
 	outcome := o.Outcome
-	if !slices.Contains(outcomes, outcome) {
+	switch {
+	case o.Duplicate:
+		outcome = intakeDuplicate
+	case !slices.Contains(outcomes, outcome):
 		outcome = "other"
 	}
 	m.intakeMessages.WithLabelValues(outcome).Inc()

@@ -19,6 +19,9 @@ func TestLabelsAreBounded(t *testing.T) {
 	m.ObserveRequest("BREW", "", 404, time.Millisecond)
 	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRejected, Reason: domain.ReasonMismatch})
 	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRejected, Reason: "something new"})
+	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeCreated})
+	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeCreated, Duplicate: true})
+	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRemoved, Duplicate: true})
 	m.Appended(1, time.Millisecond, nil)
 	m.Appended(1, time.Millisecond, domain.ErrVersionConflict)
 	m.Appended(1, time.Millisecond, errors.New("nats: timeout"))
@@ -28,6 +31,12 @@ func TestLabelsAreBounded(t *testing.T) {
 # TYPE keysd_http_requests_total counter
 keysd_http_requests_total{code="200",method="GET",route="/:login/keys"} 1
 keysd_http_requests_total{code="404",method="OTHER",route="unmatched"} 1
+# HELP keysd_intake_messages_total Driver intake messages processed, by outcome: created, rejected, removed, duplicate (asked for what was already done).
+# TYPE keysd_intake_messages_total counter
+keysd_intake_messages_total{outcome="created"} 1
+keysd_intake_messages_total{outcome="duplicate"} 2
+keysd_intake_messages_total{outcome="rejected"} 2
+keysd_intake_messages_total{outcome="removed"} 0
 # HELP keysd_intake_rejections_total Driver intake messages rejected, by reason (docs/events.md, KeyRejected).
 # TYPE keysd_intake_rejections_total counter
 keysd_intake_rejections_total{reason="duplicate-name"} 0
@@ -38,7 +47,7 @@ keysd_intake_rejections_total{reason="malformed"} 0
 keysd_intake_rejections_total{reason="mismatch"} 1
 keysd_intake_rejections_total{reason="other"} 1
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "keysd_http_requests_total", "keysd_intake_rejections_total"); err != nil {
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "keysd_http_requests_total", "keysd_intake_messages_total", "keysd_intake_rejections_total"); err != nil {
 		t.Error(err)
 	}
 	if got, want := testutil.CollectAndCount(m.Registry(), "keysd_event_append_duration_seconds"), 3; got != want {
