@@ -41,6 +41,11 @@ func (b *bench) measureRebuild(ctx context.Context, rep *report) error {
 	// A -work-dir kept from an earlier run already holds the log: seeding
 	// takes minutes on a busy machine, the rebuild seconds.
 	if events != want {
+		// A log of another size (another -keys) cannot be seeded on top of:
+		// its accounts exist already.
+		if err := os.RemoveAll(dataDir); err != nil {
+			return err
+		}
 		b.logf("rebuild: seeding %d keys", b.cfg.Keys)
 		if _, err := b.seed(ctx, dataDir); err != nil {
 			return fmt.Errorf("seed: %w", err)

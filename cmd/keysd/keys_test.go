@@ -380,8 +380,10 @@ func TestLoginsInPaths(t *testing.T) {
 	}
 }
 
-// encodeURIComponent escapes s as JavaScript's encodeURIComponent, which
-// the triton CLI uses for path segments.
+// encodeURIComponent escapes s for a path segment as a client would.
+// url.QueryEscape escapes a few more characters than JavaScript's
+// encodeURIComponent (which the triton CLI uses), ! * ' ( ) among them;
+// a server must decode both the same way.
 func encodeURIComponent(s string) string {
 	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
