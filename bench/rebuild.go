@@ -19,7 +19,8 @@ import (
 
 // measureRebuild seeds cfg.Keys keys into a log of its own and rebuilds
 // the accounts projection from it twice, in this process on the embedded
-// server keysd uses (SyncAlways), with the code keysd runs:
+// server keysd uses (the log SyncAlways, the bucket async), with the code
+// keysd runs:
 //
 //   - into an empty bucket, as at a first start or after the bucket is
 //     wiped (projections.OpenAccounts finds no bucket, creates it and

@@ -51,6 +51,11 @@ type Conn struct {
 	JS       jetstream.JetStream
 	Replicas int
 	server   *server.Server
+	storeDir string
+	logger   *slog.Logger
+	// stoppedCleanly: the embedded server's store was last stopped by
+	// Close, every write on disk (see cleanstop.go).
+	stoppedCleanly bool
 }
 
 // Connect embeds a server (cfg.URL empty) or dials cfg.URL, and returns a
@@ -66,11 +71,15 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 	url := cfg.URL
 	if url == "" {
+		clean, err := takeCleanStop(cfg.StoreDir)
+		if err != nil {
+			return nil, err
+		}
 		ns, err := startEmbedded(cfg)
 		if err != nil {
 			return nil, err
 		}
-		c.server = ns
+		c.server, c.storeDir, c.logger, c.stoppedCleanly = ns, cfg.StoreDir, cfg.Logger, clean
 		opts = append(opts, nats.InProcessServer(ns))
 		if cfg.Access != nil {
 			opts = append(opts, cfg.Access.serviceOption())
@@ -120,8 +129,14 @@ func (c *Conn) Embedded() bool { return c.server != nil }
 // Server returns the embedded server, or nil.
 func (c *Conn) Server() *server.Server { return c.server }
 
+// StoppedCleanly reports whether the embedded server's store was last
+// stopped by Close with every write on disk. False for an external server,
+// a new store, and after a crash: then writes to streams whose writes are
+// flushed asynchronously (the read models' buckets) may have been lost.
+func (c *Conn) StoppedCleanly() bool { return c.stoppedCleanly }
+
 // Close drains the connection, so acknowledged work is flushed, then stops
-// the embedded server cleanly.
+// the embedded server cleanly and records that it did.
 func (c *Conn) Close() {
 	if c.NC != nil {
 		done := make(chan struct{})
@@ -143,6 +158,9 @@ func (c *Conn) shutdownServer() {
 	}
 	c.server.Shutdown()
 	c.server.WaitForShutdown()
+	if err := markCleanStop(c.storeDir); err != nil && c.logger != nil {
+		c.logger.Warn("could not record the clean stop; the next start re-checks the read models", "err", err)
+	}
 }
 
 // MaxPayload is the largest message the embedded server takes (NATS's

@@ -39,9 +39,10 @@ type Accounts struct {
 var _ domain.AccountRepository = (*Accounts)(nil)
 
 // OpenAccounts opens the bucket, rebuilding it from the log if it is new,
-// wiped, or of an older layout.
+// wiped, or of an older layout, and re-checking it after a crash of the
+// embedded server.
 func OpenAccounts(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slog.Logger) (*Accounts, error) {
-	kv, err := openBucket(ctx, c, AccountsBucket, "infrakeys read model: accounts and their public keys")
+	kv, mayHaveLost, err := openBucket(ctx, c, AccountsBucket, "infrakeys read model: accounts and their public keys")
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +51,7 @@ func OpenAccounts(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *s
 		apply:   domain.ApplyAccountEvent,
 		version: func(a *domain.Account) uint64 { return a.Version },
 	}}
-	if err := ensureBuilt(ctx, kv, p, accountsSchema, logger); err != nil {
+	if err := ensureBuilt(ctx, kv, mayHaveLost, p, accountsSchema, logger); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -96,15 +97,22 @@ func writeMarker(ctx context.Context, kv jetstream.KeyValue, name string, schema
 	return nil
 }
 
-// ensureBuilt rebuilds p if its bucket has no current marker.
-func ensureBuilt(ctx context.Context, kv jetstream.KeyValue, p Projection, schema int, logger *slog.Logger) error {
+// ensureBuilt rebuilds p if its bucket has no current marker, or may have
+// lost acknowledged writes (openBucket). In the second case most
+// documents are right and Rebuild only reads them: it writes the ones a
+// crash lost or left behind, and removes the ones whose removal it lost.
+func ensureBuilt(ctx context.Context, kv jetstream.KeyValue, mayHaveLost bool, p Projection, schema int, logger *slog.Logger) error {
 	rebuild, err := needsRebuild(ctx, kv, p.Name(), schema)
 	if err != nil {
 		return fmt.Errorf("projections: %s marker: %w", p.Name(), err)
 	}
-	if !rebuild {
+	switch {
+	case rebuild:
+		logger.Info("rebuilding projection from the event log", "projection", p.Name())
+	case mayHaveLost:
+		logger.Info("the last stop was not clean: re-checking projection against the event log", "projection", p.Name())
+	default:
 		return nil
 	}
-	logger.Info("rebuilding projection from the event log", "projection", p.Name())
 	return p.Rebuild(ctx)
 }

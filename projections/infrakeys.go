@@ -35,9 +35,10 @@ type InfraKeys struct {
 var _ domain.InfraKeyRepository = (*InfraKeys)(nil)
 
 // OpenInfraKeys opens the bucket, rebuilding it from the log if it is new,
-// wiped, or of an older layout.
+// wiped, or of an older layout, and re-checking it after a crash of the
+// embedded server.
 func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slog.Logger) (*InfraKeys, error) {
-	kv, err := openBucket(ctx, c, InfraKeysBucket, "infrakeys read model: shared and instance infrastructure keys (private halves sealed)")
+	kv, mayHaveLost, err := openBucket(ctx, c, InfraKeysBucket, "infrakeys read model: shared and instance infrastructure keys (private halves sealed)")
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +54,7 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 			version: func(in *domain.Instance) uint64 { return in.Version },
 		},
 	}
-	if err := ensureBuilt(ctx, kv, p, infraKeysSchema, logger); err != nil {
+	if err := ensureBuilt(ctx, kv, mayHaveLost, p, infraKeysSchema, logger); err != nil {
 		return nil, err
 	}
 	return p, nil

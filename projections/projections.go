@@ -37,14 +37,21 @@ type meta struct {
 
 const metaKey = "meta"
 
-// openBucket creates the bucket if needed. On a cluster, reads of a bucket
-// are direct gets that any replica answers, the nearest first, and a
-// follower may lag (FACTS.md §3): a document read may be stale. That is
-// allowed for: reads add the owner's events after the document, read from
-// the event stream's leader (docStore.load), and writes to a document are
-// compare-and-set on the leader, so a stale read costs a retry, never a
-// lost update.
-func openBucket(ctx context.Context, c *bus.Conn, name, description string) (jetstream.KeyValue, error) {
+// openBucket creates the bucket if needed, and reports whether it may
+// have lost acknowledged writes (openLocalBucket): then it must be
+// re-checked against the log before use.
+//
+// On a cluster, reads of a bucket are direct gets that any replica
+// answers, the nearest first, and a follower may lag (FACTS.md §3): a
+// document read may be stale. That is allowed for: reads add the owner's
+// events after the document, read from the event stream's leader
+// (docStore.load), and writes to a document are compare-and-set on the
+// leader, so a stale read costs a retry, never a lost update.
+func openBucket(ctx context.Context, c *bus.Conn, name, description string) (kv jetstream.KeyValue, mayHaveLost bool, err error) {
+	if c.Embedded() && c.Replicas <= 1 {
+		kv, err := openLocalBucket(ctx, c, name, description)
+		return kv, !c.StoppedCleanly(), err
+	}
 	cfg := jetstream.KeyValueConfig{
 		Bucket:      name,
 		Description: description,
@@ -55,11 +62,63 @@ func openBucket(ctx context.Context, c *bus.Conn, name, description string) (jet
 	// A fresh cluster may have no JetStream leader yet, and replicas
 	// starting together create the bucket at once: a single call can time
 	// out where a retry succeeds (FACTS.md §3).
-	var kv jetstream.KeyValue
-	err := bus.Retry(ctx, func(ctx context.Context) (err error) {
+	err = bus.Retry(ctx, func(ctx context.Context) (err error) {
 		kv, err = c.JS.CreateOrUpdateKeyValue(ctx, cfg)
 		return err
 	})
+	if err != nil {
+		return nil, false, fmt.Errorf("projections: bucket %s: %w", name, err)
+	}
+	return kv, false, nil
+}
+
+// openLocalBucket opens a bucket on the embedded server whose writes are
+// not fsynced one by one: the server acknowledges a document write before
+// flushing it (PersistMode async), where the event log and the data keys
+// fsync every write (SyncAlways). A document is derived from the log, so
+// losing the last writes in a crash loses no data, as long as the bucket
+// is re-checked against the log at the next start (ensureBuilt), which
+// bus.Conn.StoppedCleanly tells. Without this, every document write
+// waits for a disk sync of its own: a rebuild into an empty bucket is
+// bound by the disk (docs/BENCHMARKS.md).
+//
+// A KV bucket's stream is configured here the way nats.go configures it
+// (jetstream.KeyValueConfig has no persist mode). The mode cannot be
+// changed on an existing stream, so a bucket made by an older keysd is
+// deleted and made again: empty, without its marker, it is rebuilt.
+func openLocalBucket(ctx context.Context, c *bus.Conn, name, description string) (jetstream.KeyValue, error) {
+	cfg := jetstream.StreamConfig{
+		Name:              "KV_" + name,
+		Description:       description,
+		Subjects:          []string{"$KV." + name + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          1,
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		AllowDirect:       true,
+		PersistMode:       jetstream.AsyncPersistMode,
+	}
+	s, err := c.JS.Stream(ctx, cfg.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("projections: bucket %s: %w", name, err)
+	case s.CachedInfo().Config.PersistMode != jetstream.AsyncPersistMode:
+		if err := c.JS.DeleteStream(ctx, cfg.Name); err != nil {
+			return nil, fmt.Errorf("projections: bucket %s: replace: %w", name, err)
+		}
+	}
+	if _, err := c.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("projections: bucket %s: %w", name, err)
+	}
+	kv, err := c.JS.KeyValue(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("projections: bucket %s: %w", name, err)
 	}

@@ -29,9 +29,10 @@ type Tokens struct {
 
 var _ domain.TokenRepository = (*Tokens)(nil)
 
-// OpenTokens opens the bucket, rebuilding it if needed.
+// OpenTokens opens the bucket, rebuilding or re-checking it if needed
+// (OpenAccounts).
 func OpenTokens(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slog.Logger) (*Tokens, error) {
-	kv, err := openBucket(ctx, c, TokensBucket, "infrakeys read model: API tokens (hashes only)")
+	kv, mayHaveLost, err := openBucket(ctx, c, TokensBucket, "infrakeys read model: API tokens (hashes only)")
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +41,7 @@ func OpenTokens(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slo
 		apply:   domain.ApplyTokenEvent,
 		version: func(t *domain.Token) uint64 { return t.Version },
 	}}
-	if err := ensureBuilt(ctx, kv, p, tokensSchema, logger); err != nil {
+	if err := ensureBuilt(ctx, kv, mayHaveLost, p, tokensSchema, logger); err != nil {
 		return nil, err
 	}
 	return p, nil
