@@ -31,7 +31,7 @@ func parseCommand(fs *flag.FlagSet, args []string, positional int) ([]string, er
 
 // cmdAccountCreate creates an account, optionally an operator, optionally
 // with its first key.
-func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("account create", flag.ContinueOnError)
 	operator := fs.Bool("operator", false, "make the account an operator")
 	keyFile := fs.String("key", "", "OpenSSH public key file: the account's first key")
@@ -59,7 +59,7 @@ func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout io.W
 }
 
 // cmdAccountGet shows an account, its policy and its keys.
-func cmdAccountGet(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdAccountGet(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	pos, err := parseCommand(flag.NewFlagSet("account get", flag.ContinueOnError), args, 1)
 	if err != nil {
 		return err
@@ -72,7 +72,7 @@ func cmdAccountGet(ctx context.Context, c *client, args []string, stdout io.Writ
 }
 
 // cmdAccountPolicy replaces an account's key policy; flags left out are off.
-func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("account policy", flag.ContinueOnError)
 	keys := fs.Bool("require-attested-keys", false, "new keys must carry a hardware attestation")
 	signing := fs.Bool("require-attested-signing", false, "requests must be signed with an attested key")
@@ -90,7 +90,7 @@ func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout io.W
 }
 
 // cmdKeyAdd adds a key to an account (an operator giving an account a key).
-func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("key add", flag.ContinueOnError)
 	name := fs.String("name", "", "name of the key (default: its comment)")
 	pos, err := parseCommand(fs, args, 2)
@@ -113,7 +113,7 @@ func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout io.Writer) 
 }
 
 // cmdKeyList lists an account's keys.
-func cmdKeyList(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdKeyList(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("key list", flag.ContinueOnError)
 	pos, err := parseCommand(fs, args, 1)
 	if err != nil {
@@ -128,7 +128,7 @@ func cmdKeyList(ctx context.Context, c *client, args []string, stdout io.Writer)
 
 // cmdProjectionsRebuild rebuilds one projection, or all of them, from the
 // event log.
-func cmdProjectionsRebuild(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdProjectionsRebuild(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	names := args
 	if len(names) == 0 {
 		if err := c.call(ctx, "GET", "/--admin/projections", nil, &names); err != nil {

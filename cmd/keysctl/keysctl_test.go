@@ -228,13 +228,14 @@ func TestFirstRun(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
-		var token, id string
-		for _, f := range strings.Fields(out) {
-			if strings.HasPrefix(f, "ikt_") {
-				token = f
-			}
+		// stdout is the token alone, for TOKEN=$(keysctl token create ...):
+		// ikt_<id>_<secret>.
+		token := strings.TrimSuffix(out, "\n")
+		parts := strings.SplitN(token, "_", 3)
+		if len(parts) != 3 || parts[0] != "ikt" || strings.ContainsAny(token, " \n") {
+			t.Fatalf("token create printed %q, want the token alone", out)
 		}
-		id = strings.Fields(out)[1]
+		id := parts[1]
 		req, _ := http.NewRequest("GET", d.url+"/api/resource-manager/infrastructure-keys/shared", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {

@@ -49,7 +49,7 @@ Connection flags (and environment):
 `
 
 // command is one keysctl subcommand.
-type command func(ctx context.Context, c *client, args []string, stdout io.Writer) error
+type command func(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error
 
 var commands = map[string]command{
 	"account create":      cmdAccountCreate,
@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return cmd(ctx, c, rest[2:], stdout)
+	return cmd(ctx, c, rest[2:], stdout, stderr)
 }
 
 func envOr(getenv func(string) string, name, def string) string {

@@ -13,8 +13,9 @@ import (
 )
 
 // cmdTokenCreate issues an API token for the infrastructure keys API and
-// prints it: it is shown this once, only its hash is stored.
-func cmdTokenCreate(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+// prints it alone on stdout: it is shown this once, only its hash is
+// stored.
+func cmdTokenCreate(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
 	roles := fs.String("roles", "", "comma-separated roles: keys:read, keys:manage, keys:private")
 	pos, err := parseCommand(fs, args, 1)
@@ -30,8 +31,10 @@ func cmdTokenCreate(ctx context.Context, c *client, args []string, stdout io.Wri
 	if err := c.call(ctx, "POST", "/--admin/tokens", body, &out); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "token %s (%s) for %s:\n%s\n", out.ID, pos[0], strings.Join(out.Roles, ", "), out.Token)
-	fmt.Fprintln(stdout, "It is shown only now; store it in a secret store.")
+	// The token alone on stdout, so that TOKEN=$(keysctl token create ...)
+	// works; what it is, on stderr.
+	fmt.Fprintf(stderr, "token %s (%s) for %s; it is shown only now, store it in a secret store:\n", out.ID, pos[0], strings.Join(out.Roles, ", "))
+	fmt.Fprintln(stdout, out.Token)
 	return nil
 }
 
@@ -46,7 +49,7 @@ func splitRoles(s string) []string {
 }
 
 // cmdTokenList lists tokens (never their secrets).
-func cmdTokenList(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdTokenList(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	if _, err := parseCommand(flag.NewFlagSet("token list", flag.ContinueOnError), args, 0); err != nil {
 		return err
 	}
@@ -58,7 +61,7 @@ func cmdTokenList(ctx context.Context, c *client, args []string, stdout io.Write
 }
 
 // cmdTokenRevoke revokes a token by id.
-func cmdTokenRevoke(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdTokenRevoke(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	pos, err := parseCommand(flag.NewFlagSet("token revoke", flag.ContinueOnError), args, 1)
 	if err != nil {
 		return err
@@ -72,7 +75,7 @@ func cmdTokenRevoke(ctx context.Context, c *client, args []string, stdout io.Wri
 
 // cmdMasterKeyRewrap re-wraps every data key under keysd's current master
 // key (step 3 of a rotation, see docs/operations.md).
-func cmdMasterKeyRewrap(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+func cmdMasterKeyRewrap(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	if _, err := parseCommand(flag.NewFlagSet("master-key rewrap", flag.ContinueOnError), args, 0); err != nil {
 		return err
 	}
