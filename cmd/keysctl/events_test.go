@@ -144,7 +144,12 @@ func TestEvents(t *testing.T) {
 	call("DELETE", "/bob/keys/desk", nil)
 	must(keysctl(t, ctl, "account", "policy", "bob", "--require-attested-keys"))
 	must(keysctl(t, ctl, "account", "policy", "bob"))
-	tok := strings.Fields(must(keysctl(t, ctl, "token", "create", "web", "--roles", "keys:read")))[1]
+	// The token alone, ikt_<id>_<secret>; revoke takes the id.
+	parts := strings.SplitN(strings.TrimSpace(must(keysctl(t, ctl, "token", "create", "web", "--roles", "keys:read"))), "_", 3)
+	if len(parts) != 3 {
+		t.Fatalf("token create printed %q", strings.Join(parts, "_"))
+	}
+	tok := parts[1]
 	must(keysctl(t, ctl, "token", "revoke", tok))
 	call("POST", lm+"/shared", map[string]any{"name": "web", "description": "front", "generate": "ed25519"})
 
