@@ -87,8 +87,23 @@ func NewEvent(owner Owner, typ string, version int, payload any, m Meta) Event {
 	}
 }
 
-// Decode unmarshals the payload of e into v.
+// SchemaVersions is the newest schema version of each event type that this
+// build reads. Writing a new version of a type means raising it here, and
+// readers (and docs/events.md) learning the new version.
+var SchemaVersions = map[string]int{
+	TypeAccountCreated: 1, TypeOperatorGranted: 1, TypeKeyCreated: 1, TypeKeyDeleted: 1,
+	TypePolicySet: 1, TypeKeyUpdated: 1, TypePrivateKeyRead: 1, TypeInstanceRemoved: 1,
+	TypeKeyRejected: 1, TypeIntakeDuplicate: 1, TypeTokenCreated: 1, TypeTokenRevoked: 1,
+}
+
+// Decode unmarshals the payload of e into v. It refuses a version of e's
+// type newer than this build reads (docs/events.md, compatibility
+// promise): during a rolling upgrade an older replica must stop at such an
+// event, not read it as the version it knows.
 func (e Event) Decode(v any) error {
+	if newest, ok := SchemaVersions[e.Type]; ok && e.Version > newest {
+		return fmt.Errorf("decode %s %s: version %d is newer than this keysd reads (%d): upgrade it", e.Type, e.ID, e.Version, newest)
+	}
 	if err := json.Unmarshal(e.Data, v); err != nil {
 		return fmt.Errorf("decode %s %s payload: %w", e.Type, e.ID, err)
 	}

@@ -224,4 +224,19 @@ func TestEventCatalogue(t *testing.T) {
 			t.Errorf("docs/events.md has no example of %s", typ)
 		}
 	}
+	// A type keysd writes but nobody added to documentedTypes must not
+	// slip through, nor one Event.Decode does not know the version of.
+	for typ := range seen {
+		if !documented[typ] {
+			t.Errorf("keysd wrote %s, which docs/events.md has no example of", typ)
+		}
+		if _, ok := domain.SchemaVersions[typ]; !ok {
+			t.Errorf("keysd wrote %s, which domain.SchemaVersions does not list", typ)
+		}
+	}
+	for _, r := range log {
+		if newest := domain.SchemaVersions[r.Event.Type]; r.Event.Version > newest {
+			t.Errorf("keysd wrote %s v%d, newer than domain.SchemaVersions says it reads (%d)", r.Event.Type, r.Event.Version, newest)
+		}
+	}
 }

@@ -115,6 +115,18 @@ func TestCreateKey(t *testing.T) {
 			t.Errorf("Location = %q, want %q", loc, want)
 		}
 	})
+	t.Run("OK_Form", func(t *testing.T) {
+		// CloudAPI (restify) takes a form body too.
+		line := AuthorizedKey(t, MustKey(t), "form")
+		req := newRequest(t, "POST", alice.base+"/alice/keys", url.Values{"name": {"from-a-form"}, "key": {line}}.Encode())
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r := alice.send(t, req)
+		var got keyJSON
+		r.JSON(t, &got)
+		if r.StatusCode != http.StatusCreated || got.Name != "from-a-form" || got.Key != line {
+			t.Errorf("got %d %+v", r.StatusCode, got)
+		}
+	})
 	t.Run("OK_NameFromComment", func(t *testing.T) {
 		r := alice.Do(t, "POST", "/my/keys", map[string]any{"key": AuthorizedKey(t, MustKey(t), "bob@host")})
 		var got keyJSON
@@ -198,9 +210,9 @@ func TestCreateKey(t *testing.T) {
 	t.Run("FailedRequestsLeftNothing", func(t *testing.T) {
 		var keys []keyJSON
 		alice.Do(t, "GET", "/alice/keys", nil).JSON(t, &keys)
-		// alice@test, work, bob@host, fingerprint-named, ec, rsa, the two
-		// FIDO keys, first.
-		if got, want := len(keys), 9; got != want {
+		// alice@test, work, from-a-form, bob@host, fingerprint-named, ec,
+		// rsa, the two FIDO keys, first.
+		if got, want := len(keys), 10; got != want {
 			t.Errorf("alice has %d keys, want %d", got, want)
 		}
 	})
