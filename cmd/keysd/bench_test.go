@@ -40,3 +40,45 @@ func BenchmarkGetKey(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCreateKey serves signed CreateKey requests in process, 16 in
+// flight as go run ./bench sends them, for a CPU profile of the write path
+// (docs/BENCHMARKS.md):
+//
+//	go test -run xxx -bench CreateKey -benchtime 5s -cpuprofile cpu.out ./cmd/keysd
+func BenchmarkCreateKey(b *testing.B) {
+	k := MustStart(b, map[string]string{"KEYSD_LOG_LEVEL": "info"})
+	// Several accounts, so that writers rarely race on one account's
+	// version (as go run ./bench writes).
+	writers := make([]*client, 64)
+	for i := range writers {
+		writers[i] = MustAccount(b, k, fmt.Sprintf("writer%d", i))
+	}
+	var n atomic.Int64
+	b.SetParallelism(8) // 16 on two cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			w := writers[int(i)%len(writers)]
+			// A fresh ed25519 key costs the client microseconds.
+			body := fmt.Sprintf(`{"name":"k%d","key":%q}`, i, AuthorizedKey(b, MustKey(b), ""))
+			req := newRequest(b, http.MethodPost, fmt.Sprintf("%s/writer%d/keys", k.URL, int(i)%len(writers)), body)
+			if err := w.signer.Sign(req); err != nil {
+				b.Error(err)
+				return
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
