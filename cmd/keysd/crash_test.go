@@ -9,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/projections"
 )
@@ -23,18 +21,8 @@ import (
 // millisecond of acknowledging). The log keeps every event. After each
 // restart every list and every read shows everything written so far.
 func TestKilledAfterWritesListsEverything(t *testing.T) {
-	dir := t.TempDir()
-	adminKey := MustKey(t)
-	pubPath := filepath.Join(dir, "admin.pub")
-	if err := os.WriteFile(pubPath, ssh.MarshalAuthorizedKey(MustSSHPublic(t, adminKey)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{
-		"KEYSD_DATA_DIR":          filepath.Join(dir, "data"),
-		"KEYSD_BOOTSTRAP_ACCOUNT": "admin",
-		"KEYSD_BOOTSTRAP_KEY":     pubPath,
-		"KEYSD_LOG_LEVEL":         "info",
-	}
+	env, adminKey := processEnv(t, t.TempDir())
+	env["KEYSD_LOG_LEVEL"] = "info"
 	var tokens, shared, keys []string
 	var manager string // a token that may create shared keys
 	const rounds, perRound = 3, 5

@@ -154,6 +154,23 @@ func MustKey(tb testing.TB) crypto.Signer {
 	return priv
 }
 
+// processEnv is the environment of a keysd process with a data directory
+// of its own under dir and the operator account "admin", bootstrapped with
+// the returned key.
+func processEnv(tb testing.TB, dir string) (map[string]string, crypto.Signer) {
+	tb.Helper()
+	adminKey := MustKey(tb)
+	pubPath := filepath.Join(dir, "admin.pub")
+	if err := os.WriteFile(pubPath, ssh.MarshalAuthorizedKey(MustSSHPublic(tb, adminKey)), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return map[string]string{
+		"KEYSD_DATA_DIR":          filepath.Join(dir, "data"),
+		"KEYSD_BOOTSTRAP_ACCOUNT": "admin",
+		"KEYSD_BOOTSTRAP_KEY":     pubPath,
+	}, adminKey
+}
+
 // MustSSHPublic returns the SSH public key of priv.
 func MustSSHPublic(tb testing.TB, priv crypto.Signer) ssh.PublicKey {
 	tb.Helper()

@@ -6,14 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/infrakeys/infrakeys/http/httpsig"
 )
@@ -27,17 +23,7 @@ import (
 // when the handler starts reading the body: net/http answers 100 Continue
 // then, not before.
 func TestSIGTERMFinishesInFlight(t *testing.T) {
-	dir := t.TempDir()
-	adminKey := MustKey(t)
-	pubPath := filepath.Join(dir, "admin.pub")
-	if err := os.WriteFile(pubPath, ssh.MarshalAuthorizedKey(MustSSHPublic(t, adminKey)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{
-		"KEYSD_DATA_DIR":          filepath.Join(dir, "data"),
-		"KEYSD_BOOTSTRAP_ACCOUNT": "admin",
-		"KEYSD_BOOTSTRAP_KEY":     pubPath,
-	}
+	env, adminKey := processEnv(t, t.TempDir())
 	cmd, url := startProcess(t, env)
 	signer := &httpsig.Signer{KeyID: httpsig.KeyIDFor("admin", MustSSHPublic(t, adminKey)), Key: adminKey}
 
