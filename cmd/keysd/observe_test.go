@@ -369,8 +369,9 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 
 // TestReadyzWhileTheBusIsDown stops the external NATS server keysd uses:
 // /readyz answers 503 naming the event log check, /healthz stays 200 (the
-// process is alive; a supervisor must not restart it for that), and once
-// the server is back on the same port and store /readyz is 200 again.
+// process is alive; a supervisor must not restart it for that), API
+// requests get 503 in the CloudAPI and LM error formats, and once the
+// server is back on the same port and store /readyz is 200 again.
 func TestReadyzWhileTheBusIsDown(t *testing.T) {
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	p, _ := strconv.Atoi(port)
@@ -398,6 +399,8 @@ func TestReadyzWhileTheBusIsDown(t *testing.T) {
 	ns := startNATS()
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	k := MustStartExternal(t, ns)
+	alice := MustAccount(t, k, "alice")
+	reader, _ := MustToken(t, k, "reader", "keys:read")
 
 	type readiness struct {
 		Status string            `json:"status"`
@@ -439,6 +442,17 @@ func TestReadyzWhileTheBusIsDown(t *testing.T) {
 	}
 	if code, body := plainGet(t, k.URL+"/healthz"); code != http.StatusOK {
 		t.Errorf("GET /healthz with the bus down: %d %s, want 200", code, body)
+	}
+	// API requests fail in each surface's own format, with 503: retry.
+	r := alice.Do(t, "GET", "/alice/keys", nil)
+	if code, _ := r.ErrorBody(t); r.StatusCode != http.StatusServiceUnavailable || code != "ServiceUnavailable" {
+		t.Errorf("CloudAPI ListKeys with the bus down: %d %s, want 503 ServiceUnavailable", r.StatusCode, r.Body)
+	}
+	r = k.Bearer(reader).Do(t, "GET", "/api/resource-manager/infrastructure-keys/shared", nil)
+	if r.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("LM list with the bus down: %d %s, want 503", r.StatusCode, r.Body)
+	} else {
+		r.LMError(t)
 	}
 
 	ns = startNATS()
