@@ -16,7 +16,9 @@ import (
 // (durably) before the server starts, so the file exists exactly when the
 // last run ended in a completed, synced stop: a crash at any point, even
 // during the stop, leaves no file, and the next start re-checks the read
-// models against the log.
+// models against the log. A run that started without the file writes it
+// only once every asynchronously flushed stream was re-checked
+// (Conn.Rechecked, Conn.consistentForStop).
 //
 // The file is in the store directory, beside the server's own "jetstream"
 // directory.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -56,6 +57,12 @@ type Conn struct {
 	// stoppedCleanly: the embedded server's store was last stopped by
 	// Close, every write on disk (see cleanstop.go).
 	stoppedCleanly bool
+	// rechecked names the streams flushed asynchronously that were
+	// checked against the log in this run (Rechecked).
+	mu        sync.Mutex
+	rechecked map[string]bool
+	// markOnStop: the stop may be recorded as clean (Close).
+	markOnStop bool
 }
 
 // Connect embeds a server (cfg.URL empty) or dials cfg.URL, and returns a
@@ -135,9 +142,51 @@ func (c *Conn) Server() *server.Server { return c.server }
 // flushed asynchronously (the read models' buckets) may have been lost.
 func (c *Conn) StoppedCleanly() bool { return c.stoppedCleanly }
 
+// Rechecked records that stream, one whose writes are flushed
+// asynchronously, was checked against the log in this run (a read model
+// rebuilt or re-checked at start-up): what an earlier crash lost from it
+// is back.
+func (c *Conn) Rechecked(stream string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rechecked == nil {
+		c.rechecked = map[string]bool{}
+	}
+	c.rechecked[stream] = true
+}
+
+// consistentForStop reports whether this run may record a clean stop: the
+// last one was clean, or every stream flushed asynchronously was checked
+// against the log since. Otherwise a run that did not check them (a tool
+// opening the data directory, a keysd whose start-up failed) would hide
+// an earlier crash's losses from the next start.
+func (c *Conn) consistentForStop() bool {
+	if c.stoppedCleanly {
+		return true
+	}
+	if c.JS == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	streams := c.JS.ListStreams(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for info := range streams.Info() {
+		if info.Config.PersistMode == jetstream.AsyncPersistMode && !c.rechecked[info.Config.Name] {
+			return false
+		}
+	}
+	return streams.Err() == nil
+}
+
 // Close drains the connection, so acknowledged work is flushed, then stops
-// the embedded server cleanly and records that it did.
+// the embedded server cleanly and records that it did, if the read models
+// are known to be whole (consistentForStop).
 func (c *Conn) Close() {
+	if c.server != nil {
+		c.markOnStop = c.consistentForStop()
+	}
 	if c.NC != nil {
 		done := make(chan struct{})
 		c.NC.SetClosedHandler(func(*nats.Conn) { close(done) })
@@ -158,6 +207,9 @@ func (c *Conn) shutdownServer() {
 	}
 	c.server.Shutdown()
 	c.server.WaitForShutdown()
+	if !c.markOnStop {
+		return
+	}
 	if err := markCleanStop(c.storeDir); err != nil && c.logger != nil {
 		c.logger.Warn("could not record the clean stop; the next start re-checks the read models", "err", err)
 	}

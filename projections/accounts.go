@@ -51,7 +51,7 @@ func OpenAccounts(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *s
 		apply:   domain.ApplyAccountEvent,
 		version: func(a *domain.Account) uint64 { return a.Version },
 	}}
-	if err := ensureBuilt(ctx, kv, mayHaveLost, p, accountsSchema, logger); err != nil {
+	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, accountsSchema, logger); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -101,7 +101,7 @@ func writeMarker(ctx context.Context, kv jetstream.KeyValue, name string, schema
 // lost acknowledged writes (openBucket). In the second case most
 // documents are right and Rebuild only reads them: it writes the ones a
 // crash lost or left behind, and removes the ones whose removal it lost.
-func ensureBuilt(ctx context.Context, kv jetstream.KeyValue, mayHaveLost bool, p Projection, schema int, logger *slog.Logger) error {
+func ensureBuilt(ctx context.Context, c *bus.Conn, kv jetstream.KeyValue, mayHaveLost bool, p Projection, schema int, logger *slog.Logger) error {
 	rebuild, err := needsRebuild(ctx, kv, p.Name(), schema)
 	if err != nil {
 		return fmt.Errorf("projections: %s marker: %w", p.Name(), err)
@@ -114,5 +114,10 @@ func ensureBuilt(ctx context.Context, kv jetstream.KeyValue, mayHaveLost bool, p
 	default:
 		return nil
 	}
-	return p.Rebuild(ctx)
+	if err := p.Rebuild(ctx); err != nil {
+		return err
+	}
+	// The bucket is whole again: this run may record a clean stop.
+	c.Rechecked("KV_" + kv.Bucket())
+	return nil
 }

@@ -54,7 +54,7 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 			version: func(in *domain.Instance) uint64 { return in.Version },
 		},
 	}
-	if err := ensureBuilt(ctx, kv, mayHaveLost, p, infraKeysSchema, logger); err != nil {
+	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, infraKeysSchema, logger); err != nil {
 		return nil, err
 	}
 	return p, nil

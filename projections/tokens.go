@@ -41,7 +41,7 @@ func OpenTokens(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slo
 		apply:   domain.ApplyTokenEvent,
 		version: func(t *domain.Token) uint64 { return t.Version },
 	}}
-	if err := ensureBuilt(ctx, kv, mayHaveLost, p, tokensSchema, logger); err != nil {
+	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, tokensSchema, logger); err != nil {
 		return nil, err
 	}
 	return p, nil
