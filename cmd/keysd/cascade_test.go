@@ -141,25 +141,17 @@ func assertShredded(tb testing.TB, ns *server.Server, secrets []string) {
 // the audit role's.
 func subjectCount(tb testing.TB, nc *nats.Conn, subject string) uint64 {
 	tb.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, bus.StreamName)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return info.State.Subjects[subject]
+	return mustStreamInfo(tb, nc, bus.StreamName, jetstream.WithSubjectFilter(subject)).State.Subjects[subject]
 }
 
 // streamMsgs returns how many messages a stream holds; nc is keysd's user.
 func streamMsgs(tb testing.TB, nc *nats.Conn, stream string) uint64 {
+	tb.Helper()
+	return mustStreamInfo(tb, nc, stream).State.Msgs
+}
+
+// mustStreamInfo returns the state of stream as nc may see it.
+func mustStreamInfo(tb testing.TB, nc *nats.Conn, stream string, opts ...jetstream.StreamInfoOpt) *jetstream.StreamInfo {
 	tb.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -171,11 +163,11 @@ func streamMsgs(tb testing.TB, nc *nats.Conn, stream string) uint64 {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	info, err := s.Info(ctx)
+	info, err := s.Info(ctx, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return info.State.Msgs
+	return info
 }
 
 // The cascade with 1,000 keys: one KeyDeleted each, caused by the
