@@ -208,8 +208,11 @@ type OutcomeReply struct {
 	Error *ReplyError `json:"error,omitempty"`
 }
 
-// ServeOutcomes answers outcome requests until ctx ends.
-func ServeOutcomes(ctx context.Context, c *Conn, stream jetstream.Stream, svc *domain.IntakeService, logger *slog.Logger) error {
+// SubscribeOutcomes answers outcome requests until the returned
+// subscription is drained. It returns once the server knows the
+// subscription, so a request sent after keysd reports ready finds a
+// responder.
+func SubscribeOutcomes(ctx context.Context, c *Conn, stream jetstream.Stream, svc *domain.IntakeService, logger *slog.Logger) (*nats.Subscription, error) {
 	epoch := IntakeEpoch(stream)
 	sub, err := c.NC.QueueSubscribe(OutcomeSubject, "keysd", func(m *nats.Msg) {
 		if !replySubject(m.Reply) {
@@ -242,10 +245,9 @@ func ServeOutcomes(ctx context.Context, c *Conn, stream jetstream.Stream, svc *d
 		}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	<-ctx.Done()
-	return sub.Drain()
+	return sub, c.NC.Flush()
 }
 
 // pending reports whether intake message seq still waits to be processed.

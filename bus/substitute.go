@@ -38,9 +38,11 @@ type ReplyError struct {
 	Message string `json:"message"`
 }
 
-// ServeSubstitute answers substitution requests until ctx ends; replicas
-// share the work through a queue group.
-func ServeSubstitute(ctx context.Context, c *Conn, tokens *domain.TokenService, keys *domain.InfraKeyService, logger *slog.Logger) error {
+// SubscribeSubstitute answers substitution requests until the returned
+// subscription is drained; replicas share the work through a queue group.
+// It returns once the server knows the subscription, so a request sent
+// after keysd reports ready finds a responder.
+func SubscribeSubstitute(ctx context.Context, c *Conn, tokens *domain.TokenService, keys *domain.InfraKeyService, logger *slog.Logger) (*nats.Subscription, error) {
 	sub, err := c.NC.QueueSubscribe(SubstituteSubject, "keysd", func(m *nats.Msg) {
 		if !replySubject(m.Reply) {
 			logger.Warn("substitute: request ignored: its reply subject is not an inbox", "replyTo", m.Reply)
@@ -53,10 +55,9 @@ func ServeSubstitute(ctx context.Context, c *Conn, tokens *domain.TokenService, 
 		}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	<-ctx.Done()
-	return sub.Drain()
+	return sub, c.NC.Flush()
 }
 
 func substitute(ctx context.Context, m *nats.Msg, tokens *domain.TokenService, keys *domain.InfraKeyService, logger *slog.Logger) SubstituteReply {

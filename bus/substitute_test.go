@@ -50,7 +50,11 @@ func TestSubstituteOverNATS(t *testing.T) {
 	}
 	keys := &domain.InfraKeyService{Repo: infra, Sealer: sealing.NewVault(sealing.NewKeyring(mk), dk)}
 	tokenSvc := &domain.TokenService{Repo: tokens}
-	go func() { _ = bus.ServeSubstitute(ctx, c, tokenSvc, keys, logger) }()
+	sub, err := bus.SubscribeSubstitute(ctx, c, tokenSvc, keys, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Drain() })
 
 	k, err := keys.CreateShared(ctx, "vm-key", "", domain.KeyMaterial{Generate: "ed25519"}, domain.Meta{Actor: "test"})
 	if err != nil {

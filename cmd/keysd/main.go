@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
 	khttp "github.com/infrakeys/infrakeys/http"
@@ -134,11 +136,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	})
 	workers.Go(func() {
-		if err := bus.ServeOutcomes(workCtx, conn, intake, intakeSvc, logger.With("component", "intake")); err != nil {
-			logger.Error("intake outcome responder stopped", "err", err)
-		}
-	})
-	workers.Go(func() {
 		if err := bus.ServeCascade(workCtx, eventLog, infraSvc, met, logger.With("component", "cascade")); err != nil {
 			logger.Error("cascade stopped", "err", err)
 		}
@@ -148,15 +145,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			logger.Error("shredder stopped", "err", err)
 		}
 	})
-	workers.Go(func() {
-		if err := bus.ServeSubstitute(workCtx, conn, tokenSvc, infraSvc, logger.With("component", "rpc")); err != nil {
-			logger.Error("substitution responder stopped", "err", err)
-		}
-	})
 	defer func() {
 		stopWork()
 		workers.Wait()
 	}()
+	// The request-reply responders are subscribed before keysd listens,
+	// so that nothing sent after it reports ready meets "no responders".
+	outcomes, err := bus.SubscribeOutcomes(workCtx, conn, intake, intakeSvc, logger.With("component", "intake"))
+	if err != nil {
+		return fmt.Errorf("intake outcome responder: %w", err)
+	}
+	defer drain(outcomes, logger)
+	substitution, err := bus.SubscribeSubstitute(workCtx, conn, tokenSvc, infraSvc, logger.With("component", "rpc"))
+	if err != nil {
+		return fmt.Errorf("substitution responder: %w", err)
+	}
+	defer drain(substitution, logger)
 
 	roots, err := attestationRoots(cfg.AttestationRoots)
 	if err != nil {
@@ -297,4 +301,11 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// drain stops a responder, letting requests it took finish.
+func drain(sub *nats.Subscription, logger *slog.Logger) {
+	if err := sub.Drain(); err != nil {
+		logger.Warn("draining a responder", "subject", sub.Subject, "err", err)
+	}
 }
