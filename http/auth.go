@@ -20,7 +20,7 @@ type principal struct {
 }
 
 // vagueAuthMessage is the one message of every verification failure, so a
-// client cannot probe which check failed (FACTS.md §1). The reason is
+// client cannot probe which check failed, as CloudAPI does. The reason is
 // logged with the request id.
 const vagueAuthMessage = "Invalid HTTP signature credentials"
 

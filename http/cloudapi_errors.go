@@ -10,7 +10,7 @@ import (
 )
 
 // cloudAPIErrors maps domain error codes to CloudAPI statuses and codes.
-// CloudAPI answers 409 for invalid input (FACTS.md §1).
+// CloudAPI answers 409 for invalid input (docs/api.md, "Errors").
 var cloudAPIErrors = map[string]struct {
 	status int
 	code   string

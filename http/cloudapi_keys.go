@@ -13,7 +13,7 @@ import (
 	"github.com/infrakeys/infrakeys/domain"
 )
 
-// maxBodyBytes is CloudAPI's request body limit (FACTS.md §1).
+// maxBodyBytes is CloudAPI's request body limit.
 const maxBodyBytes = 100000
 
 // keyView is a key as CloudAPI shows it. attested and multifactor appear
@@ -90,7 +90,7 @@ func (s *Server) handleKeyGet(c echo.Context) error {
 }
 
 // handleKeyCreate serves POST /:login/keys (CreateKey), validating in
-// CloudAPI's order (FACTS.md §1).
+// CloudAPI's order (the table in docs/api.md).
 func (s *Server) handleKeyCreate(c echo.Context) error {
 	a, err := s.targetAccount(c)
 	if err != nil {

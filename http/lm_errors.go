@@ -17,7 +17,7 @@ func isLMRequest(c echo.Context) bool {
 	return strings.HasPrefix(c.Request().URL.Path, lmPrefix)
 }
 
-// lmStatuses maps domain error codes to LM statuses (FACTS.md §2).
+// lmStatuses maps domain error codes to LM statuses (docs/api.md).
 var lmStatuses = map[string]int{
 	domain.EINVALID:         http.StatusBadRequest,
 	domain.EMISSING:         http.StatusBadRequest,

@@ -28,7 +28,7 @@ const (
 )
 
 // requestContext gives every request an id and the headers CloudAPI sends
-// on every response (FACTS.md §1). Response-Time is computed when the
+// on every response (docs/api.md, "Headers"). Response-Time is computed when the
 // headers are written, so it covers the handler.
 func (s *Server) requestContext(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
