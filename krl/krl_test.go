@@ -1,10 +1,14 @@
 package krl_test
 
 import (
+	"bytes"
+	"cmp"
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -163,3 +167,126 @@ func TestSSHKeygenQuery(t *testing.T) {
 
 // maxBitmapBits is the widest bitmap OpenSSH reads (its mpint limit).
 const maxBitmapBits = 16384
+
+// TestSSHKeygenWrites has ssh-keygen -k build a KRL from a spec file and
+// checks that Parse reads back what the spec says, and that MarshalBinary
+// writes the very same bytes for that content: ssh-keygen's serial
+// encoding choices and orderings are this package's.
+func TestSSHKeygenWrites(t *testing.T) {
+	mustSSHKeygen(t)
+	dir := t.TempDir()
+	caA, _ := mustKey(t, "ed25519")
+	caB, _ := mustKey(t, "ecdsa-p256")
+
+	// Serials of every encoding, and a random mix of gaps for the cost
+	// model, all within one bitmap's reach of each other (ssh-keygen
+	// writes wider bitmaps than it reads; see the package comment).
+	serials := []krl.SerialRange{{5, 5}, {100, 200}, {1000, 1000}, {1002, 1003}, {1010, 1010}, {0x20000, 0x20000},
+		{math.MaxUint64 - 1, math.MaxUint64}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for s := uint64(1 << 20); s < 1<<20+16000; {
+		n := 1 + rng.Uint64N(4)
+		if rng.IntN(10) == 0 {
+			n = 20 + rng.Uint64N(300)
+		}
+		serials = append(serials, krl.SerialRange{First: s, Last: s + n - 1})
+		s += n + 1 + [...]uint64{0, 1, 2, 5, 40, 90, 300}[rng.IntN(7)]
+	}
+	var spec strings.Builder
+	for _, s := range serials {
+		if s.First == s.Last {
+			fmt.Fprintf(&spec, "serial: %d\n", s.First)
+		} else {
+			fmt.Fprintf(&spec, "serial: %d-%d\n", s.First, s.Last)
+		}
+	}
+	spec.WriteString("id: alice@example.com\nid: bob # a comment\n")
+	caSpec := mustWrite(t, dir, "ca.spec", []byte(spec.String()))
+
+	want := &krl.KRL{Version: 17}
+	var keySpec strings.Builder
+	for _, typ := range keyTypes {
+		key, _ := mustKey(t, typ)
+		byHash, _ := mustKey(t, typ)
+		bySHA1, _ := mustKey(t, typ)
+		authorized := func(k ssh.PublicKey) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) }
+		fmt.Fprintf(&keySpec, "key: %s\n%s\nsha256: %s\nsha1: %s\n",
+			authorized(key), authorized(byHash), authorized(byHash), authorized(bySHA1))
+		hashed, _ := mustKey(t, typ)
+		fmt.Fprintf(&keySpec, "hash: %s\n", ssh.FingerprintSHA256(hashed))
+		want.Keys = append(want.Keys, key, byHash)
+		want.SHA256 = append(want.SHA256, sha256.Sum256(byHash.Marshal()), sha256.Sum256(hashed.Marshal()))
+		want.SHA1 = append(want.SHA1, sha1.Sum(bySHA1.Marshal()))
+	}
+	keysSpec := mustWrite(t, dir, "keys.spec", []byte(keySpec.String()))
+	anySpec := mustWrite(t, dir, "any.spec", []byte("id: mallory\nserial: 777\n"))
+
+	// ssh-keygen keeps CA sections in the order CAs are first named: name
+	// them in the order MarshalBinary sorts them, any CA first.
+	out := dir + "/keygen.krl"
+	mustRun(t, 0, "-k", "-f", out, "-z", "17", "-s", "none", anySpec, keysSpec)
+	want.Certificates = append(want.Certificates, krl.CertificateRevocations{
+		Serials: []krl.SerialRange{{777, 777}}, KeyIDs: []string{"mallory"}})
+	for _, ca := range byWireForm([]ssh.PublicKey{caA, caB}) {
+		caPath := mustWriteKey(t, dir, "ca-"+ca.Type(), ca)
+		mustRun(t, 0, "-k", "-u", "-f", out, "-s", caPath, caSpec)
+		want.Certificates = append(want.Certificates, krl.CertificateRevocations{
+			CA: ca, Serials: serials, KeyIDs: []string{"alice@example.com", "bob"}})
+	}
+	keygen, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := krl.Parse(keygen)
+	if err != nil {
+		t.Fatalf("Parse(ssh-keygen's KRL): %v", err)
+	}
+	want.Generated = got.Generated
+	if time.Since(got.Generated) > time.Hour || time.Since(got.Generated) < -time.Minute {
+		t.Errorf("generated %s, want about now", got.Generated)
+	}
+	canonical, err := want.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := describe(got), describe(sortedLike(want)); g != w {
+		t.Errorf("Parse(ssh-keygen's KRL):\n%s\nwant:\n%s", g, w)
+	}
+	if again, err := got.MarshalBinary(); err != nil || !bytes.Equal(again, keygen) {
+		t.Errorf("MarshalBinary(Parse(ssh-keygen's KRL)) differs from it (err %v)", err)
+	}
+	if !bytes.Equal(canonical, keygen) {
+		t.Errorf("MarshalBinary of the spec's content (%d bytes) differs from ssh-keygen's KRL (%d bytes)", len(canonical), len(keygen))
+	}
+
+	var types []byte
+	for _, s := range slices.Concat(subsections(t, keygen)...) {
+		types = append(types, s.Type)
+	}
+	for _, typ := range []byte{0x20, 0x21, 0x22, 0x23} {
+		if !slices.Contains(types, typ) {
+			t.Errorf("ssh-keygen wrote no subsection of type %#x: the comparison does not cover it", typ)
+		}
+	}
+}
+
+// sortedLike returns k's content in the order Parse returns it, sorted
+// here independently of the package: keys by wire form, hashes
+// numerically, serial ranges by first serial (given disjoint).
+func sortedLike(k *krl.KRL) *krl.KRL {
+	c := *k
+	c.Keys = byWireForm(k.Keys)
+	c.SHA1 = slices.Clone(k.SHA1)
+	slices.SortFunc(c.SHA1, func(a, b [sha1.Size]byte) int { return bytes.Compare(a[:], b[:]) })
+	c.SHA256 = slices.Clone(k.SHA256)
+	slices.SortFunc(c.SHA256, func(a, b [sha256.Size]byte) int { return bytes.Compare(a[:], b[:]) })
+	c.Certificates = nil
+	for _, cr := range k.Certificates {
+		cr.Serials = slices.Clone(cr.Serials)
+		slices.SortFunc(cr.Serials, func(a, b krl.SerialRange) int { return cmp.Compare(a.First, b.First) })
+		cr.KeyIDs = slices.Sorted(slices.Values(cr.KeyIDs))
+		c.Certificates = append(c.Certificates, cr)
+	}
+	return &c
+}
