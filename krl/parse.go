@@ -192,11 +192,15 @@ func (r *reader) string() []byte {
 	return r.take(uint64(n))
 }
 
-// cstring reads a string that, as in OpenSSH, must not contain a NUL.
+// cstring reads a string as OpenSSH reads one into a C string: a NUL may
+// only end it, and is then dropped.
 func (r *reader) cstring() string {
 	v := r.string()
-	if r.err == nil && bytes.IndexByte(v, 0) >= 0 {
-		r.err = errors.New("string contains a NUL byte")
+	if i := bytes.IndexByte(v, 0); i >= 0 {
+		if i < len(v)-1 {
+			r.err = errors.New("string contains a NUL byte")
+		}
+		v = v[:i]
 	}
 	return string(v)
 }
