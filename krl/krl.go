@@ -39,7 +39,7 @@ type KRL struct {
 	// Version numbers the list; each new list should have a higher one.
 	Version uint64
 	// Generated is when the list was made, to the second. The zero Time is
-	// written as 0 (1970-01-01).
+	// written as 0 (1970-01-01), and Parse reads 0 as the zero Time.
 	Generated time.Time
 	// Comment is free text; it must not contain a NUL byte.
 	Comment string
