@@ -42,17 +42,21 @@
 // first), serials merged into disjoint, non-adjacent ranges, and key IDs,
 // keys and hashes sorted and de-duplicated. The same content therefore
 // always gives the same bytes. Serials are encoded with the cost model of
-// ssh-keygen (`ssh-keygen -k`): per run of serials it picks a list, a
-// range or a bitmap, whichever is smallest, so for the same content and
-// CA order the output is byte for byte what ssh-keygen writes. The one
+// ssh-keygen (`ssh-keygen -k`): per run of consecutive serials it adds
+// the run to the open subsection or starts a list, a range or a bitmap,
+// whichever its estimate says is smallest, so for the same content and CA
+// order the output is byte for byte what ssh-keygen writes. The one
 // exception is deliberate: OpenSSH cannot read a bitmap wider than 16,384
 // bits (its mpint limit), yet ssh-keygen writes wider ones when many
-// revoked serials lie close together, and then neither it nor sshd can
-// load the file. This package starts a new bitmap at that width.
+// revoked serials lie close together (8% of a million serials makes one
+// bitmap a million bits wide). Neither ssh-keygen nor sshd can load such a
+// file, and sshd then takes every public key for revoked. This package
+// starts a new bitmap at that width instead, for a few bytes more.
 //
 // [Parse] reads what OpenSSH reads (it rejects what OpenSSH rejects, such
 // as serial 0, inverted ranges, oversized bitmaps, unknown section types
-// and critical extensions) and returns the content in canonical form, so
+// and critical extensions; it skips other extensions, as OpenSSH 9.4 and
+// later do) and returns the content in canonical form, so
 // Parse(b).MarshalBinary() gives back b for any KRL this package wrote,
 // and for one ssh-keygen wrote whose CA sections are in canonical order
 // (ssh-keygen keeps the order in which CAs were first named).
