@@ -290,3 +290,46 @@ func sortedLike(k *krl.KRL) *krl.KRL {
 	}
 	return &c
 }
+
+// TestMarshalBinaryCanonical checks that the order and repetition of the
+// input do not change the bytes.
+func TestMarshalBinaryCanonical(t *testing.T) {
+	ca1, _ := mustKey(t, "ed25519")
+	ca2, _ := mustKey(t, "ecdsa-p256")
+	k1, _ := mustKey(t, "ed25519")
+	k2, _ := mustKey(t, "sk-ed25519")
+	h1, h2 := sha256.Sum256([]byte("1")), sha256.Sum256([]byte("2"))
+	a := &krl.KRL{Version: 9, Certificates: []krl.CertificateRevocations{
+		{CA: ca1, Serials: []krl.SerialRange{{1, 3}, {10, 10}, {5, 6}}, KeyIDs: []string{"b", "a"}},
+		{CA: nil, KeyIDs: []string{"x"}},
+		{CA: ca2, Serials: []krl.SerialRange{{7, 7}}},
+		{CA: ca1, Serials: []krl.SerialRange{{4, 4}, {2, 2}}, KeyIDs: []string{"a"}},
+	}, Keys: []ssh.PublicKey{k1, k2, k1}, SHA256: [][32]byte{h2, h1, h2}}
+	b := &krl.KRL{Version: 9, Certificates: []krl.CertificateRevocations{
+		{CA: ca2, Serials: []krl.SerialRange{{7, 7}, {7, 7}}},
+		{CA: ca1, Serials: []krl.SerialRange{{10, 10}, {1, 6}}, KeyIDs: []string{"a", "b"}},
+		{CA: ca1}, // empty: no section
+		{CA: nil, KeyIDs: []string{"x", "x"}},
+	}, Keys: []ssh.PublicKey{k2, k1}, SHA256: [][32]byte{h1, h2}}
+	ab, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb, err := b.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ab, bb) {
+		t.Errorf("the same content in another order gives other bytes:\n%x\n%x", ab, bb)
+	}
+	got, err := krl.Parse(ab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got.Certificates); n != 3 {
+		t.Errorf("%d certificate sections, want 3 (one per CA)", n)
+	}
+	if got := got.Certificates[slices.IndexFunc(got.Certificates, func(c krl.CertificateRevocations) bool { return c.CA != nil && bytes.Equal(c.CA.Marshal(), ca1.Marshal()) })].Serials; !slices.Equal(got, []krl.SerialRange{{1, 6}, {10, 10}}) {
+		t.Errorf("ca1 serials %v, want [{1 6} {10 10}]", got)
+	}
+}
