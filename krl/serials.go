@@ -99,8 +99,8 @@ func appendBitmap(b, bits []byte) []byte {
 	return b
 }
 
-// chooseNext is ssh-keygen's cost model (choose_next_state in OpenSSH's
-// krl.c), kept identical so that both write the same bytes. Given the
+// chooseNext is ssh-keygen's cost model (OpenSSH's choose_next_state),
+// kept identical so that both write the same bytes. Given the
 // open subsection type cur (0 for none), a run of contig serials, whether
 // it is the last run, and the gaps from the previous run and to the next
 // one, it estimates in bits what each choice costs, including its share of
