@@ -82,27 +82,45 @@ type decoder struct {
 	budget int
 }
 
-// spend charges n bytes of decoded size: every value is charged about
-// what it takes as compact JSON, as it is built, so an expanding body is
-// refused before the expansion is allocated.
+// spend charges n bytes of decoded size. Every value is charged, as it
+// is built, at least what it takes in an answer that echoes it, as compact
+// JSON or as YAML, so an expanding body is refused before the expansion
+// is allocated.
 func (d *decoder) spend(n int) error {
 	d.budget -= n
 	if d.budget < 0 {
-		return domain.Errorf(domain.ETOOLARGE, "request body is too large once decoded: at most %d times its own size (YAML aliases count each time they are used)", decodeMultiple)
+		return domain.Errorf(domain.ETOOLARGE, "request body is too large once decoded: at most %d times its own size, counting each use of a YAML alias and the indentation a YAML answer gives nested values", decodeMultiple)
 	}
 	return nil
 }
 
-// jsonLen is the most s can take as a JSON string, quotes and escapes
-// included: what it costs in an answer that echoes it.
-func jsonLen(s string) int {
+// indent is what a YAML answer (two spaces a level) puts before a member
+// or item of a container at depth.
+func indent(depth int) int { return 2 * depth }
+
+// member charges a member name of a mapping at depth, with its separators
+// and indentation.
+func (d *decoder) member(name string, depth int) error {
+	return d.spend(strLen(name, depth) + 2 + indent(depth))
+}
+
+// item charges an array item at depth: its indentation, and the "- " and
+// line end of YAML (more than JSON's comma).
+func (d *decoder) item(depth int) error { return d.spend(3 + indent(depth)) }
+
+// strLen is the most s, a value at depth, can take in an answer: as a
+// JSON string, quotes and escapes included, or as a YAML block whose
+// every line is indented.
+func strLen(s string, depth int) int {
 	n := 2
 	for i := 0; i < len(s); i++ {
 		switch b := s[i]; {
+		case b == '\n':
+			n += 6 + indent(depth)
 		case b < 0x20:
 			n += 6 // \u00XX
-		case b == '"' || b == '\\':
-			n += 2
+		case b == '"' || b == '\\' || b == '\'':
+			n += 2 // escaped in JSON, or doubled in single-quoted YAML
 		case b == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9):
 			n += 6 // U+2028 and U+2029 are always escaped
 			i += 2
@@ -190,11 +208,11 @@ func (d *decoder) jsonValue(dec *json.Decoder, tok json.Token, at string, depth 
 				if err != nil {
 					return nil, malformedJSON()
 				}
-				v, err := d.jsonValue(dec, tok, at+"["+strconv.Itoa(len(arr))+"]", depth+1)
-				if err != nil {
+				if err := d.item(depth); err != nil {
 					return nil, err
 				}
-				if err := d.spend(1); err != nil {
+				v, err := d.jsonValue(dec, tok, at+"["+strconv.Itoa(len(arr))+"]", depth+1)
+				if err != nil {
 					return nil, err
 				}
 				arr = append(arr, v)
@@ -216,7 +234,7 @@ func (d *decoder) jsonValue(dec *json.Decoder, tok json.Token, at string, depth 
 			if _, dup := obj[name]; dup {
 				return nil, domain.Errorf(domain.EINVALID, "%s is given more than once", member)
 			}
-			if err := d.spend(jsonLen(name) + 2); err != nil {
+			if err := d.member(name, depth); err != nil {
 				return nil, err
 			}
 			tok, err = dec.Token()
@@ -232,7 +250,7 @@ func (d *decoder) jsonValue(dec *json.Decoder, tok json.Token, at string, depth 
 		}
 		return obj, nil
 	case string:
-		return t, d.spend(jsonLen(t))
+		return t, d.spend(strLen(t, depth))
 	case json.Number:
 		return t, d.spend(len(t))
 	case bool:
@@ -329,7 +347,7 @@ func (d *decoder) yamlValue(n *yaml.Node, at string, depth int) (any, error) {
 			if _, dup := obj[name]; dup {
 				return nil, domain.Errorf(domain.EINVALID, "%s is given more than once", member)
 			}
-			if err := d.spend(jsonLen(name) + 2); err != nil {
+			if err := d.member(name, depth); err != nil {
 				return nil, err
 			}
 			if obj[name], err = d.yamlValue(n.Content[i+1], member, depth+1); err != nil {
@@ -343,7 +361,7 @@ func (d *decoder) yamlValue(n *yaml.Node, at string, depth int) (any, error) {
 		}
 		arr := make([]any, 0, len(n.Content))
 		for i, e := range n.Content {
-			if err := d.spend(1); err != nil {
+			if err := d.item(depth); err != nil {
 				return nil, err
 			}
 			v, err := d.yamlValue(e, at+"["+strconv.Itoa(i)+"]", depth+1)
@@ -354,7 +372,7 @@ func (d *decoder) yamlValue(n *yaml.Node, at string, depth int) (any, error) {
 		}
 		return arr, nil
 	case yaml.ScalarNode:
-		return d.yamlScalar(n, at)
+		return d.yamlScalar(n, at, depth)
 	}
 	return nil, domain.Errorf(domain.EMALFORMED, "request body is not a YAML mapping")
 }
@@ -381,7 +399,7 @@ func (d *decoder) yamlKey(n *yaml.Node, at string) (string, error) {
 // yamlScalar converts a scalar by its tag. A plain scalar that looks like
 // a date is a string, as in the YAML 1.2 core schema (yaml.v3 would make
 // it a time).
-func (d *decoder) yamlScalar(n *yaml.Node, at string) (any, error) {
+func (d *decoder) yamlScalar(n *yaml.Node, at string, depth int) (any, error) {
 	invalid := func(what string) error {
 		return domain.Errorf(domain.EINVALID, "%s is not a valid %s", where(at), what)
 	}
@@ -390,7 +408,7 @@ func (d *decoder) yamlScalar(n *yaml.Node, at string) (any, error) {
 		if !utf8.ValidString(n.Value) {
 			return nil, domain.Errorf(domain.EINVALID, "%s is not valid UTF-8", where(at))
 		}
-		return n.Value, d.spend(jsonLen(n.Value))
+		return n.Value, d.spend(strLen(n.Value, depth))
 	case "!!null":
 		return nil, d.spend(4)
 	case "!!bool":
@@ -447,7 +465,7 @@ func (d *decoder) form(body []byte) (any, error) {
 		if !utf8.ValidString(name) || !utf8.ValidString(vs[0]) {
 			return nil, domain.Errorf(domain.EINVALID, "%s is not valid UTF-8", member)
 		}
-		if err := d.spend(jsonLen(name) + jsonLen(vs[0]) + 2); err != nil {
+		if err := d.spend(strLen(name, 1) + strLen(vs[0], 1) + 2 + indent(1)); err != nil {
 			return nil, err
 		}
 		obj[name] = vs[0]

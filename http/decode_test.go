@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/infrakeys/infrakeys/domain"
 	khttp "github.com/infrakeys/infrakeys/http"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestDecodeBody(t *testing.T) {
@@ -53,7 +55,8 @@ func TestDecodeBody(t *testing.T) {
 		{"ErrYAMLTwoDocuments", "yaml", "a: 1\n---\nb: 2\n", nil, domain.EMALFORMED, "more than one YAML document"},
 		{"ErrYAMLNotMapping", "yaml", "- a\n", nil, domain.EMALFORMED, "not a YAML mapping"},
 		{"ErrYAMLTooDeep", "yaml", "a: " + strings.Repeat("[", 10) + strings.Repeat("]", 10) + "\n", nil, domain.EINVALID, "a[0][0][0][0][0][0][0][0][0] is nested more than 10 levels"},
-		{"ErrYAMLRecursiveAlias", "yaml", "a: &a [*a]\n", nil, domain.EINVALID, "nested more than 10 levels"},
+		{"ErrYAMLRecursiveAlias", "yaml", "a: &a [*a]\n", nil, domain.ETOOLARGE, "too large once decoded"},
+		{"ErrYAMLRecursiveAliasDeep", "yaml", "a: &a [*a]\n#" + strings.Repeat("-", 200) + "\n", nil, domain.EINVALID, "nested more than 10 levels"},
 		{"ErrYAMLBillionLaughs", "yaml", billionLaughs(9), nil, domain.ETOOLARGE, "too large once decoded"},
 		{"OKForm", "form", "key=ssh-ed25519+AAAA&name=a%2Fb", map[string]any{"key": "ssh-ed25519 AAAA", "name": "a/b"}, "", ""},
 		{"ErrFormDuplicate", "form", "key=a&key=b", nil, domain.EINVALID, "key is given more than once"},
@@ -120,9 +123,19 @@ func TestDecodeBodyBound(t *testing.T) {
 			t.Errorf("decoding %d bytes allocated %d bytes, more than %d times", len(body), allocated, allocMultiple)
 		}
 		if err == nil {
-			out, _ := json.Marshal(v)
-			if ratio := float64(len(out)) / float64(len(body)); ratio > khttp.DecodeMultiple {
-				t.Errorf("%d bytes decoded to %d bytes of JSON, %.1f times", len(body), len(out), ratio)
+			// As an answer echoes it: compact JSON, or YAML indented by
+			// two spaces a level.
+			asJSON, _ := json.Marshal(v)
+			var asYAML bytes.Buffer
+			enc := yaml.NewEncoder(&asYAML)
+			enc.SetIndent(2)
+			if err := enc.Encode(v); err != nil {
+				t.Fatal(err)
+			}
+			for _, out := range [][]byte{asJSON, asYAML.Bytes()} {
+				if ratio := float64(len(out)) / float64(len(body)); ratio > khttp.DecodeMultiple {
+					t.Errorf("%d bytes decoded to %d bytes, %.1f times: %.200s", len(body), len(out), ratio, out)
+				}
 			}
 		}
 		return v, err
@@ -131,24 +144,30 @@ func TestDecodeBodyBound(t *testing.T) {
 		for levels := 1; levels <= 9; levels++ {
 			_, err := check(t, []byte(billionLaughs(levels)), "yaml")
 			switch {
-			case levels <= 2 && err != nil:
+			case levels <= 1 && err != nil:
 				t.Errorf("%d levels refused, though it fits: %v", levels, err)
 			case levels >= 3 && domain.ErrorCode(err) != domain.ETOOLARGE:
 				t.Errorf("%d levels: %v, want %s", levels, err, domain.ETOOLARGE)
 			}
 		}
 	})
-	// The largest bodies of the smallest values: the most decoded values
-	// per byte.
-	for _, c := range []struct{ name, format, body string }{
-		{"FlatYAML", "yaml", "a: [" + strings.Repeat("x,", 49000) + "x]\n"},
-		{"FlatYAMLMapping", "yaml", "a: {" + strings.Repeat("x,", 49000) + "x}\n"},
-		{"FlatJSON", "json", `{"a":[` + strings.Repeat("1,", 49000) + "1]}"},
-		{"EmptyJSONObjects", "json", `{"a":[` + strings.Repeat("{},", 33000) + "{}]}"},
+	// The largest bodies of the smallest values (the most decoded values
+	// per byte), and deep ones (the most indentation in a YAML answer).
+	for _, c := range []struct{ name, format, body, code string }{
+		{"FlatYAML", "yaml", "a: [" + strings.Repeat("x,", 49000) + "x]\n", ""},
+		{"ErrFlatYAMLMapping", "yaml", "a: {" + strings.Repeat("x,", 49000) + "x}\n", domain.EINVALID},
+		{"FlatJSON", "json", `{"a":[` + strings.Repeat("1,", 49000) + "1]}", ""},
+		{"EmptyJSONObjects", "json", `{"a":[` + strings.Repeat("{},", 33000) + "{}]}", ""},
+		{"DeepJSONNumbers", "json", strings.Repeat(`{"a":`, 4) + "[" + strings.Repeat("0,", 1000) + "0]" + strings.Repeat("}", 4), ""},
+		{"ErrDeepJSONNumbers", "json", strings.Repeat(`{"a":`, 6) + "[" + strings.Repeat("0,", 1000) + "0]" + strings.Repeat("}", 6), domain.ETOOLARGE},
+		{"DeepJSONLines", "json", strings.Repeat(`{"a":`, 7) + `"` + strings.Repeat(`a\n`, 1000) + `"` + strings.Repeat("}", 7), ""},
+		{"AliasedDeepMap", "yaml", "a: &a {b: {c: {d: {e: {f: {g: x}}}}}}\nl: [*a, *a]\n", ""},
+		{"ErrAliasedDeepMap", "yaml", "a: &a {b: {c: {d: {e: {f: {g: x}}}}}}\nl: [*a, *a, *a, *a, *a]\n", domain.ETOOLARGE},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := check(t, []byte(c.body), c.format); c.name != "FlatYAMLMapping" && err != nil {
-				t.Fatal(err)
+			_, err := check(t, []byte(c.body), c.format)
+			if got := domain.ErrorCode(err); err != nil && got != c.code || err == nil && c.code != "" {
+				t.Errorf("got %v, want code %q", err, c.code)
 			}
 		})
 	}

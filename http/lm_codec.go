@@ -46,9 +46,15 @@ func lmWrite(c echo.Context, status int, v any) error {
 	if err := dec.Decode(&generic); err != nil {
 		return err
 	}
-	out, err := yaml.Marshal(generic)
-	if err != nil {
+	// Two spaces a level, as the decoder charges for values echoed back.
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(generic); err != nil {
 		return err
 	}
-	return writeBody(c, status, "application/yaml", out)
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	return writeBody(c, status, "application/yaml", out.Bytes())
 }

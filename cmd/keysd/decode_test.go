@@ -146,41 +146,53 @@ func TestSubstituteAmplification(t *testing.T) {
 	}
 
 	// Accepted: aliases within the multiple, and key properties, each of
-	// which adds a key entry to the answer.
-	ok := "properties:\n  a: &a {type: key, value: k1}\n  b: *a\n  s: &s \"" + strings.Repeat("x", 60) + "\"\n  l: [*s, *s, *s]\n"
+	// which adds a key entry to the answer. docs/api.md allows the answer
+	// 8 times the request, plus twice each substituted key's private PEM,
+	// public key and name (member names, quotes, YAML's indentation of
+	// the PEM).
+	// Each body uses a string once more than the one before, until one
+	// is refused: the last ones accepted are the largest answers.
+	body := func(uses int) string {
+		return "properties:\n  a: &a {type: key, value: k1}\n  b: *a\n  s: &s \"" + strings.Repeat("x", 60) + "\"\n  l: [" + strings.TrimSuffix(strings.Repeat("*s,", uses), ",") + "]\n"
+	}
 	for _, accept := range []string{"application/json", "application/yaml"} {
 		t.Run("OK"+accept[len("application/"):], func(t *testing.T) {
-			r := c.DoWith(t, "POST", lmPrefix+"/substitute", ok, http.Header{"Content-Type": {"application/yaml"}, "Accept": {accept}})
-			if r.StatusCode != http.StatusOK {
-				t.Fatalf("%d %s", r.StatusCode, r.Body)
-			}
-			var out struct {
-				Properties map[string]any `json:"properties" yaml:"properties"`
-			}
-			r.Decode(t, &out)
-			entries := 0
-			for _, p := range []string{"a", "b"} {
-				e, _ := out.Properties[p].(map[string]any)
-				pem, _ := e["privateKey"].(string)
-				pub, _ := e["publicKey"].(string)
-				if pem == "" {
-					t.Fatalf("%s not substituted: %s", p, r.Body)
+			accepted := 0
+			for uses := 1; ; uses++ {
+				req := body(uses)
+				r := c.DoWith(t, "POST", lmPrefix+"/substitute", req, http.Header{"Content-Type": {"application/yaml"}, "Accept": {accept}})
+				if r.StatusCode == http.StatusRequestEntityTooLarge {
+					break
 				}
-				entries += len(pem) + len(pub) + keyEntryOverhead + 2*len("k1")
+				if r.StatusCode != http.StatusOK {
+					t.Fatalf("%d %s", r.StatusCode, r.Body)
+				}
+				accepted = uses
+				var out struct {
+					Properties map[string]any `json:"properties" yaml:"properties"`
+				}
+				r.Decode(t, &out)
+				keys := 0
+				for _, p := range []string{"a", "b"} {
+					e, _ := out.Properties[p].(map[string]any)
+					pem, _ := e["privateKey"].(string)
+					pub, _ := e["publicKey"].(string)
+					if pem == "" {
+						t.Fatalf("%s not substituted: %s", p, r.Body)
+					}
+					keys += len(pem) + len(pub) + len("k1")
+				}
+				t.Logf("%d uses: request %d bytes, keys %d bytes, answer %d bytes", uses, len(req), keys, len(r.Body))
+				if limit := 8*len(req) + 2*keys; len(r.Body) > limit {
+					t.Errorf("%d uses: answer of %d bytes exceeds 8 × %d + 2 × %d (the keys substituted)", uses, len(r.Body), len(req), keys)
+				}
 			}
-			limit := 8*len(ok) + entries
-			t.Logf("request %d bytes, key entries %d, answer %d bytes (limit %d)", len(ok), entries, len(r.Body), limit)
-			if len(r.Body) > limit {
-				t.Errorf("answer of %d bytes exceeds 8 × %d + %d", len(r.Body), len(ok), entries)
+			if accepted < 3 {
+				t.Errorf("only %d uses of an alias accepted", accepted)
 			}
 		})
 	}
 }
-
-// keyEntryOverhead is what docs/api.md allows a substituted key entry
-// beyond its private key, public key and name (twice): member names,
-// quotes, and YAML's literal-block indentation of the PEM.
-const keyEntryOverhead = 256
 
 // TestLMErrorsDoNotEcho sends a marker in every header and query value
 // that LM's errors could repeat, and checks no error body holds it.
