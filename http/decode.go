@@ -35,10 +35,11 @@ const (
 
 const (
 	// decodeMultiple bounds what a body may become once decoded: its
-	// decoded value, measured as compact JSON, is at most this many times
-	// the body's own size. Plain JSON never grows when decoded, plain YAML
-	// grows at most about 4.5 times (`{a,b}` is `{"a":null,"b":null}`);
-	// beyond that a body can only have grown through YAML aliases.
+	// decoded value, measured as what it takes written back as compact
+	// JSON or as YAML (see spend), is at most this many times the body's
+	// own size. Plain JSON and YAML bodies stay well within it unless they
+	// nest many tiny values deep; beyond it a body grows only through
+	// YAML aliases.
 	decodeMultiple = 8
 	// maxDecodeDepth bounds nesting: deeper bodies are refused before
 	// they cost stack, or indentation in a YAML answer that echoes them.
@@ -51,7 +52,7 @@ func decodeBody(body []byte, format bodyFormat) (map[string]any, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return map[string]any{}, nil
 	}
-	d := &decoder{budget: decodeMultiple * len(body)}
+	d := &decoder{budget: decodeMultiple * len(body), badText: -1}
 	var v any
 	var err error
 	switch format {
@@ -80,6 +81,8 @@ func decodeBody(body []byte, format bodyFormat) (map[string]any, error) {
 // decoder holds what is left of a body's decoded-size budget.
 type decoder struct {
 	budget int
+	// badText is the offset of a JSON body's first invalid text, or -1.
+	badText int
 }
 
 // spend charges n bytes of decoded size. Every value is charged, as it
@@ -135,8 +138,7 @@ func strLen(s string, depth int) int {
 // are quoted when they are not plain words, and long ones are cut, so a
 // hostile name cannot fill the message.
 func path(parent, name string) string {
-	const max = 40
-	plain := name != "" && len(name) <= max
+	plain := name != "" && len(name) <= maxEcho
 	for _, r := range name {
 		if !(r == '_' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
 			plain = false
@@ -144,10 +146,7 @@ func path(parent, name string) string {
 		}
 	}
 	if !plain {
-		if len(name) > max {
-			name = strings.ToValidUTF8(name[:max], "") + "..."
-		}
-		name = strconv.Quote(name)
+		name = strconv.Quote(truncate(name))
 	}
 	if parent == "" {
 		return name
@@ -164,13 +163,13 @@ func where(at string) string {
 }
 
 func (d *decoder) json(body []byte) (any, error) {
-	// Invalid bytes can only stand inside strings (anywhere else they are
-	// a syntax error), and encoding/json would store them as U+FFFD.
-	if !utf8.Valid(body) {
-		return nil, domain.Errorf(domain.EINVALID, "request body is not valid UTF-8")
-	}
-	if at := loneSurrogate(body); at >= 0 {
-		return nil, domain.Errorf(domain.EINVALID, "request body holds a \\u escape of half a UTF-16 surrogate pair, which is not a character")
+	// encoding/json would store bytes that are not UTF-8, and \u escapes
+	// of half a surrogate pair, as U+FFFD. Both can only stand inside
+	// strings (anywhere else they are a syntax error): find the first
+	// here, and refuse the string that holds it as the walk reaches it.
+	d.badText = invalidUTF8(body)
+	if s := loneSurrogate(body); s >= 0 && (d.badText < 0 || s < d.badText) {
+		d.badText = s
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -182,10 +181,39 @@ func (d *decoder) json(body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.badText >= 0 {
+		return nil, notUTF8("request body")
+	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, domain.Errorf(domain.EMALFORMED, "request body holds more than one JSON value")
 	}
 	return v, nil
+}
+
+// textError refuses the string token dec has just read if it holds the
+// body's first invalid text.
+func (d *decoder) textError(dec *json.Decoder, what string) error {
+	if d.badText >= 0 && dec.InputOffset() > int64(d.badText) {
+		return notUTF8(what)
+	}
+	return nil
+}
+
+func notUTF8(what string) error {
+	return domain.Errorf(domain.EINVALID, "%s is not valid UTF-8: it holds a byte that is not UTF-8, or a \\u escape of half a surrogate pair", what)
+}
+
+// invalidUTF8 returns the offset of the first byte of b that is not
+// UTF-8, or -1.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
 }
 
 func malformedJSON() error {
@@ -230,6 +258,9 @@ func (d *decoder) jsonValue(dec *json.Decoder, tok json.Token, at string, depth 
 				return nil, malformedJSON()
 			}
 			name, _ := tok.(string)
+			if err := d.textError(dec, "a member name in "+where(at)); err != nil {
+				return nil, err
+			}
 			member := path(at, name)
 			if _, dup := obj[name]; dup {
 				return nil, domain.Errorf(domain.EINVALID, "%s is given more than once", member)
@@ -250,6 +281,9 @@ func (d *decoder) jsonValue(dec *json.Decoder, tok json.Token, at string, depth 
 		}
 		return obj, nil
 	case string:
+		if err := d.textError(dec, where(at)); err != nil {
+			return nil, err
+		}
 		return t, d.spend(strLen(t, depth))
 	case json.Number:
 		return t, d.spend(len(t))
@@ -302,6 +336,11 @@ func (d *decoder) yaml(body []byte) (any, error) {
 	if err := dec.Decode(&doc); err == io.EOF {
 		return nil, nil
 	} else if err != nil {
+		// The YAML parser refuses bytes that are not UTF-8; say so, not
+		// that the body is no mapping.
+		if bad := invalidUTF8(body); bad >= 0 {
+			return nil, notUTF8("request body, line " + strconv.Itoa(1+bytes.Count(body[:bad], []byte("\n"))) + ",")
+		}
 		return nil, domain.Errorf(domain.EMALFORMED, "request body is not a YAML mapping")
 	}
 	var more yaml.Node
@@ -441,9 +480,13 @@ func (d *decoder) yamlScalar(n *yaml.Node, at string, depth int) (any, error) {
 	return nil, domain.Errorf(domain.EINVALID, "%s has the YAML tag %s; only the core schema's tags are accepted (!!str, !!int, !!float, !!bool, !!null, !!seq, !!map)", where(at), strconv.Quote(truncate(n.Tag)))
 }
 
+// maxEcho is the most of a member name or tag an error message repeats.
+const maxEcho = 40
+
+// truncate cuts s to maxEcho bytes for an error message.
 func truncate(s string) string {
-	if len(s) > 40 {
-		return strings.ToValidUTF8(s[:40], "") + "..."
+	if len(s) > maxEcho {
+		return strings.ToValidUTF8(s[:maxEcho], "") + "..."
 	}
 	return s
 }

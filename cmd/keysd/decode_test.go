@@ -20,8 +20,8 @@ func TestStrictBodies(t *testing.T) {
 		for _, c := range []struct{ name, body, msg string }{
 			{"ErrDuplicateKey", `{"key":"` + keyA + `","key":"` + keyB + `"}`, "key is given more than once"},
 			{"ErrDuplicateName", `{"key":"` + keyA + `","name":"x","name":"y"}`, "name is given more than once"},
-			{"ErrInvalidUTF8Name", "{\"key\":\"" + keyA + "\",\"name\":\"a\xffb\"}", "not valid UTF-8"},
-			{"ErrLoneSurrogateName", `{"key":"` + keyA + `","name":"a\ud800b"}`, "surrogate"},
+			{"ErrInvalidUTF8Name", "{\"key\":\"" + keyA + "\",\"name\":\"a\xffb\"}", "name is not valid UTF-8"},
+			{"ErrLoneSurrogateName", `{"key":"` + keyA + `","name":"a\ud800b"}`, "name is not valid UTF-8"},
 			{"ErrNameNotString", `{"key":"` + keyA + `","name":7}`, "name must be a String"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
@@ -64,7 +64,7 @@ func TestStrictBodies(t *testing.T) {
 	t.Run("LMJSON", func(t *testing.T) {
 		for _, tc := range []struct{ name, body, msg string }{
 			{"ErrDuplicateName", `{"name":"a","name":"b","generate":"ed25519"}`, "name is given more than once"},
-			{"ErrInvalidUTF8Name", "{\"name\":\"a\xffb\",\"generate\":\"ed25519\"}", "not valid UTF-8"},
+			{"ErrInvalidUTF8Name", "{\"name\":\"a\xffb\",\"generate\":\"ed25519\"}", "name is not valid UTF-8"},
 			{"ErrDescriptionNotString", `{"name":"a","description":{"x":1},"generate":"ed25519"}`, "description must be a string"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -80,6 +80,7 @@ func TestStrictBodies(t *testing.T) {
 			{"ErrCustomTag", "name: a\ndescription: !foo x\ngenerate: ed25519\n", `description has the YAML tag "!foo"`},
 			{"ErrMergeKey", "d: &d {generate: ed25519}\nname: a\n<<: *d\n", "merge key"},
 			{"ErrNameNotString", "name: [a]\ngenerate: ed25519\n", "name must be a string"},
+			{"ErrInvalidUTF8", "generate: ed25519\nname: \"a\xffb\"\n", "line 2, is not valid UTF-8"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				wantLMError(t, c.YAML(t, "POST", lmPrefix+"/shared", tc.body), http.StatusBadRequest, "application/yaml", tc.msg)
