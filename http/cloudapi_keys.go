@@ -1,7 +1,6 @@
 package http
 
 import (
-	"io"
 	"net/http"
 	"strings"
 
@@ -10,9 +9,6 @@ import (
 
 	"github.com/infrakeys/infrakeys/domain"
 )
-
-// maxBodyBytes is CloudAPI's request body limit.
-const maxBodyBytes = 100000
 
 // keyView is a key as CloudAPI shows it. attested and multifactor appear
 // only for attested keys.
@@ -175,22 +171,6 @@ func encodeURIComponent(s string) string {
 // meta describes the request for the events it causes.
 func (s *Server) meta(c echo.Context) domain.Meta {
 	return domain.Meta{Actor: actorOf(c), RequestID: requestID(c), Time: s.cfg.Now()}
-}
-
-// readBody reads at most maxBodyBytes; more is 413.
-func readBody(c echo.Context) ([]byte, error) {
-	r := c.Request()
-	if r.ContentLength > maxBodyBytes {
-		return nil, domain.Errorf(domain.ETOOLARGE, "request body is larger than %d bytes", maxBodyBytes)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
-		return nil, domain.Errorf(domain.EMALFORMED, "cannot read the request body")
-	}
-	if len(body) > maxBodyBytes {
-		return nil, domain.Errorf(domain.ETOOLARGE, "request body is larger than %d bytes", maxBodyBytes)
-	}
-	return body, nil
 }
 
 // verifyAttestation checks a hardware attestation chain for key against

@@ -1,6 +1,11 @@
 package http
 
+// Reading a request's body: the wire limit, the format its surface and
+// Content-Type pick, the strict decoder (decode.go), and typed access to
+// the members.
+
 import (
+	"io"
 	"mime"
 	"slices"
 	"sort"
@@ -10,6 +15,26 @@ import (
 
 	"github.com/infrakeys/infrakeys/domain"
 )
+
+// maxBodyBytes is CloudAPI's request body limit, applied to every
+// surface: the wire half of the bound decodeMultiple completes.
+const maxBodyBytes = 100000
+
+// readBody reads at most maxBodyBytes; more is 413.
+func readBody(c echo.Context) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > maxBodyBytes {
+		return nil, domain.Errorf(domain.ETOOLARGE, "request body is larger than %d bytes", maxBodyBytes)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return nil, domain.Errorf(domain.EMALFORMED, "cannot read the request body")
+	}
+	if len(body) > maxBodyBytes {
+		return nil, domain.Errorf(domain.ETOOLARGE, "request body is larger than %d bytes", maxBodyBytes)
+	}
+	return body, nil
+}
 
 // fields is a decoded request body. Its getters take a member that is
 // absent or null as not given, and refuse one of the wrong type with a
