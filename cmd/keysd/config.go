@@ -114,7 +114,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 
 	fs := flag.NewFlagSet("keysd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded NATS server's files (KEYSD_DATA_DIR)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of keysd's files with the embedded NATS server (its store, the master key, NKeys), locked while keysd runs (KEYSD_DATA_DIR)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (KEYSD_HTTP_ADDR)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address serving GET /metrics alone, which the HTTP API then leaves out; empty: the API serves it (KEYSD_METRICS_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS deployment; empty embeds a server (KEYSD_NATS_URL)")

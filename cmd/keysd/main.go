@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -73,11 +72,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, environ
 // serve is run once the configuration is valid: it starts keysd and
 // serves until ctx ends.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
+	// Addresses are bound first: a busy port stops keysd before it has
+	// touched the data directory. The lock comes next, before anything
+	// in the directory is read or written.
+	ls, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer ls.Close()
 	busCfg := bus.Config{URL: cfg.NATSURL, CredsFile: cfg.NATSCreds, Replicas: cfg.Replicas, Logger: logger.With("component", "nats")}
 	if cfg.NATSURL == "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return fmt.Errorf("data dir: %w", err)
+		// Released last, after the deferred conn.Close below has stopped
+		// the embedded server and recorded its clean stop.
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
 		}
+		defer lock.Close()
 		busCfg.StoreDir = filepath.Join(cfg.DataDir, "jetstream")
 		if cfg.NATSListen != "" {
 			access, created, err := bus.LoadAccess(filepath.Join(cfg.DataDir, "nats"))
@@ -211,16 +222,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 		Observer:              met,
 		Metrics:               apiMetrics,
 	})
-	l, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	if cfg.MetricsAddr != "" {
-		ml, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			l.Close()
-			return fmt.Errorf("listen for metrics: %w", err)
-		}
+	l := ls.http
+	if ml := ls.metrics; ml != nil {
 		logger.Info("metrics listening", "addr", ml.Addr().String())
 		fmt.Fprintf(stdout, "keysd metrics on http://%s/metrics\n", ml.Addr())
 		var served sync.WaitGroup

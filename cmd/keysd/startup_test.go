@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -97,6 +99,45 @@ func MustFatalLine(tb testing.TB, e exited, want ...string) {
 		if !strings.Contains(last.Err, w) {
 			tb.Errorf("the error lacks %q: %s", w, last.Err)
 		}
+	}
+}
+
+// A busy address stops keysd before it does anything else: it exits
+// within seconds, says which address and which setting, and has not even
+// made its data directory.
+func TestBusyAddressFailsFast(t *testing.T) {
+	for _, tc := range []struct{ name, variable, flag string }{
+		{"HTTP", "KEYSD_HTTP_ADDR", "--http-addr"},
+		{"Metrics", "KEYSD_METRICS_ADDR", "--metrics-addr"},
+		{"NATSListen", "KEYSD_NATS_LISTEN", "--nats-listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			busy, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer busy.Close()
+			env, _ := processEnv(t, t.TempDir())
+			env[tc.variable] = busy.Addr().String()
+
+			e := runToExit(t, env)
+			MustFatalLine(t, e, busy.Addr().String(), tc.variable, tc.flag, "address already in use")
+			// Every other step of the start-up logs a line or writes to
+			// stdout; none may have run.
+			if lines := MustLogLines(t, e.Stderr); len(lines) != 1 {
+				t.Errorf("%d stderr lines, want only the error:\n%s", len(lines), e.Stderr)
+			}
+			if e.Stdout != "" {
+				t.Errorf("stdout: %s", e.Stdout)
+			}
+			if _, err := os.Stat(env["KEYSD_DATA_DIR"]); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("data dir after the failed start: %v, want it not made", err)
+			}
+			t.Logf("keysd exited after %v", e.Took)
+			if e.Took > 15*time.Second {
+				t.Errorf("keysd took %v to find the address busy", e.Took)
+			}
+		})
 	}
 }
 
