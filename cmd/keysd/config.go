@@ -101,38 +101,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	var c Config
 	c.setDefaults()
 	var errs []error
-	env := func(name string, set func(string) error) {
-		if v := getenv(name); v != "" {
-			if err := set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %v", name, err))
+	for _, v := range envVars(&c) {
+		if value := getenv(v.name); value != "" {
+			if err := v.set(value); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %v", v.name, err))
 			}
 		}
 	}
-	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
-	env("KEYSD_DATA_DIR", str(&c.DataDir))
-	env("KEYSD_HTTP_ADDR", str(&c.HTTPAddr))
-	env("KEYSD_METRICS_ADDR", str(&c.MetricsAddr))
-	env("KEYSD_NATS_URL", str(&c.NATSURL))
-	env("KEYSD_NATS_CREDS", str(&c.NATSCreds))
-	env("KEYSD_NATS_LISTEN", str(&c.NATSListen))
-	env("KEYSD_BOOTSTRAP_ACCOUNT", str(&c.BootstrapAccount))
-	env("KEYSD_BOOTSTRAP_KEY", str(&c.BootstrapKey))
-	env("KEYSD_LOG_LEVEL", str(&c.LogLevel))
-	env("KEYSD_MASTER_KEY_FILE", str(&c.MasterKeyFile))
-	env("KEYSD_MASTER_KEY", str(&c.MasterKey))
-	env("KEYSD_PREVIOUS_MASTER_KEY_FILES", func(v string) error { c.PreviousMasterKeys = splitList(v); return nil })
-	env("KEYSD_ATTESTATION_ROOTS", func(v string) error { c.AttestationRoots = splitList(v); return nil })
-	env("KEYSD_REPLICAS", func(v string) (err error) { c.Replicas, err = strconv.Atoi(v); return })
-	env("KEYSD_ALLOW_LEGACY_SIGNATURES", func(v string) (err error) { c.AllowLegacySignatures, err = strconv.ParseBool(v); return })
-	env("KEYSD_CASCADE_BATCH", func(v string) (err error) { c.CascadeBatch, err = strconv.Atoi(v); return })
-	env("KEYSD_CLOCK_SKEW", func(v string) (err error) { c.ClockSkew, err = time.ParseDuration(v); return })
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
 
 	fs := flag.NewFlagSet("keysd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded NATS server's files (KEYSD_DATA_DIR)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of keysd's files with the embedded NATS server (its store, the master key, NKeys), locked while keysd runs (KEYSD_DATA_DIR)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (KEYSD_HTTP_ADDR)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address serving GET /metrics alone, which the HTTP API then leaves out; empty: the API serves it (KEYSD_METRICS_ADDR)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS deployment; empty embeds a server (KEYSD_NATS_URL)")
@@ -155,6 +137,38 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	return c, c.Validate()
+}
+
+// envVar is an environment variable keysd reads and how it sets c.
+type envVar struct {
+	name string
+	set  func(string) error
+}
+
+// envVars lists every environment variable keysd reads, each bound to
+// the field of c it sets: the one list that both parseConfig and the
+// warning about unknown KEYSD_* variables (environ.go) go by.
+func envVars(c *Config) []envVar {
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	return []envVar{
+		{"KEYSD_DATA_DIR", str(&c.DataDir)},
+		{"KEYSD_HTTP_ADDR", str(&c.HTTPAddr)},
+		{"KEYSD_METRICS_ADDR", str(&c.MetricsAddr)},
+		{"KEYSD_NATS_URL", str(&c.NATSURL)},
+		{"KEYSD_NATS_CREDS", str(&c.NATSCreds)},
+		{"KEYSD_NATS_LISTEN", str(&c.NATSListen)},
+		{"KEYSD_BOOTSTRAP_ACCOUNT", str(&c.BootstrapAccount)},
+		{"KEYSD_BOOTSTRAP_KEY", str(&c.BootstrapKey)},
+		{"KEYSD_LOG_LEVEL", str(&c.LogLevel)},
+		{"KEYSD_MASTER_KEY_FILE", str(&c.MasterKeyFile)},
+		{"KEYSD_MASTER_KEY", str(&c.MasterKey)},
+		{"KEYSD_PREVIOUS_MASTER_KEY_FILES", func(v string) error { c.PreviousMasterKeys = splitList(v); return nil }},
+		{"KEYSD_ATTESTATION_ROOTS", func(v string) error { c.AttestationRoots = splitList(v); return nil }},
+		{"KEYSD_REPLICAS", func(v string) (err error) { c.Replicas, err = strconv.Atoi(v); return }},
+		{"KEYSD_ALLOW_LEGACY_SIGNATURES", func(v string) (err error) { c.AllowLegacySignatures, err = strconv.ParseBool(v); return }},
+		{"KEYSD_CASCADE_BATCH", func(v string) (err error) { c.CascadeBatch, err = strconv.Atoi(v); return }},
+		{"KEYSD_CLOCK_SKEW", func(v string) (err error) { c.ClockSkew, err = time.ParseDuration(v); return }},
+	}
 }
 
 // listFlag sets a list from a flag that may be repeated: the flag's items

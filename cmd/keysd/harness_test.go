@@ -82,7 +82,9 @@ func (k *keysd) start(tb testing.TB) {
 	k.done = make(chan error, 1)
 	k.stderr = &syncBuffer{}
 	env := k.Env
-	go func() { k.done <- run(ctx, nil, func(n string) string { return env[n] }, io.Discard, k.stderr) }()
+	go func() {
+		k.done <- run(ctx, nil, func(n string) string { return env[n] }, environOf(env), io.Discard, k.stderr)
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -131,6 +133,17 @@ func (k *keysd) Restart(tb testing.TB) {
 	k.start(tb)
 	for _, c := range []*client{k.Admin} {
 		c.base = k.URL
+	}
+}
+
+// environOf lists env as os.Environ does, for run's environ.
+func environOf(env map[string]string) func() []string {
+	return func() []string {
+		var list []string
+		for k, v := range env {
+			list = append(list, k+"="+v)
+		}
+		return list
 	}
 }
 

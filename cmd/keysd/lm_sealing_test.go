@@ -772,7 +772,7 @@ func TestLMMasterKeyFile(t *testing.T) {
 	env := k.Env
 	env["KEYSD_HTTP_ADDR"] = freeAddr(t)
 	var stderr syncBuffer
-	err = run(context.Background(), nil, func(n string) string { return env[n] }, io.Discard, &stderr)
+	err = run(context.Background(), nil, func(n string) string { return env[n] }, environOf(env), io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("keysd started with a master key others can read: %v", err)
 	}
@@ -795,7 +795,9 @@ func TestLMMasterKeyFileExternalNATS(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	var stderr syncBuffer
-	go func() { done <- run(ctx, nil, func(n string) string { return env[n] }, io.Discard, &stderr) }()
+	go func() {
+		done <- run(ctx, nil, func(n string) string { return env[n] }, environOf(env), io.Discard, &stderr)
+	}()
 	var err error
 	deadline := time.Now().Add(30 * time.Second)
 wait:

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -30,8 +29,15 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+	err := run(ctx, os.Args[1:], os.Getenv, os.Environ, os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		// The usage was asked for and printed: that is success.
+	default:
+		// run logged the error as JSON, like every other line, for log
+		// pipelines; a person at a terminal also gets it plainly.
+		if isTerminal(os.Stderr) {
 			fmt.Fprintln(os.Stderr, "keysd:", err)
 		}
 		os.Exit(1)
@@ -40,19 +46,49 @@ func main() {
 
 // run starts keysd and serves until ctx ends, then shuts down in order:
 // stop accepting requests and finish those in flight, stop the consumers,
-// drain the NATS connection, stop the embedded server.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// drain the NATS connection, stop the embedded server. getenv reads the
+// environment; environ lists it, to warn about KEYSD_* variables keysd
+// does not read. An error that ends run is also logged, as JSON on stderr
+// like every other line.
+func run(ctx context.Context, args []string, getenv func(string) string, environ func() []string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	// An invalid log level (one of the errors) logs at info.
+	logger := newLogger(stderr, cfg.LogLevel)
+	// Warned before a configuration error too: a misspelt name is often
+	// its cause ("must be set together").
+	warnUnknownVariables(logger, environ())
+	if err == nil {
+		err = serve(ctx, cfg, logger, stdout)
+	}
+	if err != nil {
+		logger.Error("keysd stopped on an error", "err", err)
+	}
+	return err
+}
+
+// serve is run once the configuration is valid: it starts keysd and
+// serves until ctx ends.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
+	// Addresses are bound first: a busy port stops keysd before it has
+	// touched the data directory. The lock comes next, before anything
+	// in the directory is read or written.
+	ls, err := listen(cfg)
 	if err != nil {
 		return err
 	}
-	logger := newLogger(stderr, cfg.LogLevel)
-
+	defer ls.Close()
 	busCfg := bus.Config{URL: cfg.NATSURL, CredsFile: cfg.NATSCreds, Replicas: cfg.Replicas, Logger: logger.With("component", "nats")}
 	if cfg.NATSURL == "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return fmt.Errorf("data dir: %w", err)
+		// Released last, after the deferred conn.Close below has stopped
+		// the embedded server and recorded its clean stop.
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
 		}
+		defer lock.Close()
 		busCfg.StoreDir = filepath.Join(cfg.DataDir, "jetstream")
 		if cfg.NATSListen != "" {
 			access, created, err := bus.LoadAccess(filepath.Join(cfg.DataDir, "nats"))
@@ -186,16 +222,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Observer:              met,
 		Metrics:               apiMetrics,
 	})
-	l, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	if cfg.MetricsAddr != "" {
-		ml, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			l.Close()
-			return fmt.Errorf("listen for metrics: %w", err)
-		}
+	l := ls.http
+	if ml := ls.metrics; ml != nil {
 		logger.Info("metrics listening", "addr", ml.Addr().String())
 		fmt.Fprintf(stdout, "keysd metrics on http://%s/metrics\n", ml.Addr())
 		var served sync.WaitGroup
@@ -295,6 +323,13 @@ func attestationRoots(files []string) (*domain.AttestationRoots, error) {
 		}
 	}
 	return roots, nil
+}
+
+// isTerminal reports whether f is a terminal (a character device), where
+// a person rather than a log pipeline reads.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
