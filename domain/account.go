@@ -4,8 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Account is an account (a CloudAPI login) and its public keys: the
@@ -58,27 +56,6 @@ func ValidateLogin(login string) error {
 	}
 	if !loginRE.MatchString(login) {
 		return Errorf(EINVALID, "login must be 2 to 64 characters: a letter, then letters, digits, '_', '.', '@' or '-'")
-	}
-	return nil
-}
-
-// maxKeyNameLen bounds key names; they travel in URL paths.
-const maxKeyNameLen = 255
-
-// ValidateKeyName reports whether name can name a key. Names end up in URL
-// paths, so '/' and control characters are refused.
-func ValidateKeyName(name string) error {
-	switch {
-	case name == "":
-		return Errorf(EINVALID, "name must not be empty")
-	case len(name) > maxKeyNameLen:
-		return Errorf(EINVALID, "name must be at most %d bytes", maxKeyNameLen)
-	case !utf8.ValidString(name):
-		return Errorf(EINVALID, "name must be valid UTF-8")
-	case strings.ContainsRune(name, '/'):
-		return Errorf(EINVALID, "name must not contain '/'")
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return Errorf(EINVALID, "name must not contain control characters")
 	}
 	return nil
 }

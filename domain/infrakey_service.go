@@ -246,10 +246,29 @@ func (s *InfraKeyService) ListInstance(ctx context.Context, id string) ([]InfraK
 // RemoveInstance records that the resource manager removed an instance;
 // the cascade then deletes its keys. Removing it again changes nothing.
 func (s *InfraKeyService) RemoveInstance(ctx context.Context, id string, m Meta) (*Instance, error) {
-	if err := ValidateInstanceID(id); err != nil {
+	if err := s.removable(ctx, id); err != nil {
 		return nil, err
 	}
 	return s.runInstance(ctx, id, func(in *Instance) ([]Event, error) { return in.Remove(m), nil })
+}
+
+// removable reports whether the instance id can be removed: a valid id,
+// or an id refused since that names an instance with keys, made by a
+// keysd from before the rule. Only the cascade of its removal destroys
+// their private halves, so such an instance must stay removable.
+func (s *InfraKeyService) removable(ctx context.Context, id string) error {
+	err := ValidateInstanceID(id)
+	if err == nil || id == "" {
+		return err
+	}
+	in, lerr := s.Repo.LoadInstance(ctx, id)
+	if lerr != nil {
+		return lerr
+	}
+	if len(in.Keys) == 0 {
+		return err
+	}
+	return nil
 }
 
 // MaxCascadeBatch is the most KeyDeleted events the cascade appends at

@@ -23,20 +23,6 @@ type InstanceRemoved struct {
 	InstanceID string `json:"instanceId"`
 }
 
-// maxInstanceIDLen bounds instance ids; they are subject tokens.
-const maxInstanceIDLen = 255
-
-// ValidateInstanceID reports whether id can identify an instance.
-func ValidateInstanceID(id string) error {
-	if id == "" {
-		return Errorf(EMISSING, "instanceId is required")
-	}
-	if len(id) > maxInstanceIDLen {
-		return Errorf(EINVALID, "instanceId must be at most %d bytes", maxInstanceIDLen)
-	}
-	return ValidateKeyName(id)
-}
-
 // FindKey returns the instance's key named name, or nil.
 func (in *Instance) FindKey(name string) *InfraKey {
 	for i := range in.Keys {

@@ -435,7 +435,10 @@ func (s *IntakeService) RemoveInstance(ctx context.Context, intakeID, instanceID
 	if out, ok, err := s.decided(ctx, intakeID); ok || err != nil {
 		return out, err
 	}
-	if err := ValidateInstanceID(instanceID); err != nil {
+	if err := s.Keys.removable(ctx, instanceID); err != nil {
+		if code := ErrorCode(err); code != EINVALID && code != EMISSING {
+			return IntakeOutcome{}, err
+		}
 		return s.reject(ctx, intakeID, DriverKey{InstanceID: instanceID}, ReasonInvalidInstance, ErrorMessage(err), m)
 	}
 	in, err := s.Keys.RemoveInstance(ctx, instanceID, m)

@@ -7,6 +7,17 @@ import (
 )
 
 // routes registers every route of keysd in one place.
+//
+// Authentication is middleware of each route, never of a group: Echo gives
+// a group with middleware catch-all routes ("/*") so that the middleware
+// runs for unknown paths too, and a catch-all wins over the router's own
+// method-not-allowed answer. A method a path does not have would then
+// answer 404 (or 401, from the group's authentication), and every unknown
+// path would be labelled "/*" in the metrics. Without catch-alls, a path
+// no route has answers 404 and a method its route lacks answers 405 with
+// Allow, both before authentication: the routes are public (/openapi.yaml).
+// Groups below only share a prefix; keep them free of Use and of
+// middleware arguments.
 func (s *Server) routes() {
 	e := s.echo
 	e.Use(s.requestContext, s.recoverPanic)
@@ -21,35 +32,35 @@ func (s *Server) routes() {
 	}
 
 	// CloudAPI account keys. "my" stands for the signer.
-	keys := e.Group("", s.authenticate)
-	keys.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys", s.handleKeyList)
-	keys.POST("/:login/keys", s.handleKeyCreate)
-	keys.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys/:key", s.handleKeyGet)
-	keys.DELETE("/:login/keys/:key", s.handleKeyDelete)
+	auth := s.authenticate
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys", s.handleKeyList, auth)
+	e.POST("/:login/keys", s.handleKeyCreate, auth)
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys/:key", s.handleKeyGet, auth)
+	e.DELETE("/:login/keys/:key", s.handleKeyDelete, auth)
 
 	// Lifecycle Manager infrastructure keys: bearer tokens
 	// with roles, or operators signing with HTTP Signature.
-	lm := e.Group(lmPrefix, s.authenticateLM)
+	lm, lmAuth := e.Group(lmPrefix), s.authenticateLM
 	read, manage, private := requireRole(domain.RoleKeysRead), requireRole(domain.RoleKeysManage), requireRole(domain.RolePrivateRead)
-	lm.POST("/shared", s.handleSharedCreate, manage)
-	lm.GET("/shared", s.handleSharedList, read)
-	lm.GET("/shared/:name", s.handleSharedGet, read)
-	lm.PUT("/shared/:name", s.handleSharedUpdate, manage)
-	lm.DELETE("/shared/:name", s.handleSharedDelete, manage)
-	lm.GET("/instances/:instanceId", s.handleInstanceKeys, read)
-	lm.DELETE("/instances/:instanceId", s.handleInstanceRemove, manage)
-	lm.POST("/substitute", s.handleSubstitute, private)
-	lm.GET("/:name", s.handleSharedGet, read)
+	lm.POST("/shared", s.handleSharedCreate, lmAuth, manage)
+	lm.GET("/shared", s.handleSharedList, lmAuth, read)
+	lm.GET("/shared/:name", s.handleSharedGet, lmAuth, read)
+	lm.PUT("/shared/:name", s.handleSharedUpdate, lmAuth, manage)
+	lm.DELETE("/shared/:name", s.handleSharedDelete, lmAuth, manage)
+	lm.GET("/instances/:instanceId", s.handleInstanceKeys, lmAuth, read)
+	lm.DELETE("/instances/:instanceId", s.handleInstanceRemove, lmAuth, manage)
+	lm.POST("/substitute", s.handleSubstitute, lmAuth, private)
+	lm.GET("/:name", s.handleSharedGet, lmAuth, read)
 
 	// Operators.
-	admin := e.Group("/--admin", s.authenticate, s.requireOperator)
-	admin.POST("/accounts", s.handleAccountCreate)
-	admin.GET("/accounts/:login", s.handleAccountGet)
-	admin.PUT("/accounts/:login/policy", s.handleAccountPolicy)
-	admin.POST("/tokens", s.handleTokenCreate)
-	admin.GET("/tokens", s.handleTokenList)
-	admin.DELETE("/tokens/:id", s.handleTokenRevoke)
-	admin.POST("/master-key/rewrap", s.handleMasterKeyRewrap)
-	admin.GET("/projections", s.handleProjectionList)
-	admin.POST("/projections/:name/rebuild", s.handleProjectionRebuild)
+	admin, operator := e.Group("/--admin"), s.requireOperator
+	admin.POST("/accounts", s.handleAccountCreate, auth, operator)
+	admin.GET("/accounts/:login", s.handleAccountGet, auth, operator)
+	admin.PUT("/accounts/:login/policy", s.handleAccountPolicy, auth, operator)
+	admin.POST("/tokens", s.handleTokenCreate, auth, operator)
+	admin.GET("/tokens", s.handleTokenList, auth, operator)
+	admin.DELETE("/tokens/:id", s.handleTokenRevoke, auth, operator)
+	admin.POST("/master-key/rewrap", s.handleMasterKeyRewrap, auth, operator)
+	admin.GET("/projections", s.handleProjectionList, auth, operator)
+	admin.POST("/projections/:name/rebuild", s.handleProjectionRebuild, auth, operator)
 }

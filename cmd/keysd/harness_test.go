@@ -255,6 +255,14 @@ func (c *client) Do(tb testing.TB, method, path string, body any) *response {
 // send adds the client's credentials to req and sends it.
 func (c *client) send(tb testing.TB, req *http.Request) *response {
 	tb.Helper()
+	c.authorize(tb, req)
+	return send(tb, req)
+}
+
+// authorize adds the client's credentials to req: its token, or its
+// HTTP Signature (with Date), if it has either.
+func (c *client) authorize(tb testing.TB, req *http.Request) {
+	tb.Helper()
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -263,7 +271,6 @@ func (c *client) send(tb testing.TB, req *http.Request) *response {
 			tb.Fatal(err)
 		}
 	}
-	return send(tb, req)
 }
 
 func newRequest(tb testing.TB, method, url string, body any) *http.Request {
