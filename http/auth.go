@@ -1,7 +1,6 @@
 package http
 
 import (
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -77,7 +76,8 @@ func (s *Server) verifySignature(c echo.Context) (*principal, error) {
 	if slices.Contains(headers, "x-date") {
 		dateHeader = r.Header.Get("X-Date")
 	}
-	date, err := http.ParseTime(dateHeader)
+	// Not http.ParseTime: it reads only "GMT", and triton-go sends "UTC".
+	date, err := httpsig.ParseDate(dateHeader)
 	if err != nil {
 		return fail("date header missing or unparseable")
 	}

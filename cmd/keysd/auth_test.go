@@ -173,3 +173,44 @@ func TestAuthLegacySwitch(t *testing.T) {
 		t.Errorf("legacy signature with the switch on: %d %s", r.StatusCode, r.Body)
 	}
 }
+
+// The Date forms of httpsig.ParseDate pass end to end, and the clock skew
+// is measured on the instant they name, zone included: read without its
+// +01:00, "now" would be an hour off. An hour-old date is refused in every
+// form.
+func TestAuthDateForms(t *testing.T) {
+	k := MustStart(t, nil)
+	key := MustKey(t)
+	MustAccountWithKey(t, k, "alice", key)
+	s := &httpsig.Signer{KeyID: httpsig.KeyIDFor("alice", MustSSHPublic(t, key)), Key: key}
+	plusOne := time.FixedZone("", 3600)
+	forms := []struct {
+		name   string
+		format func(time.Time) string
+	}{
+		{"RFC1123UTC", func(d time.Time) string { return d.UTC().Format(time.RFC1123) }},
+		{"RFC1123Z", func(d time.Time) string { return d.In(plusOne).Format(time.RFC1123Z) }},
+		{"RFC3339", func(d time.Time) string { return d.In(plusOne).Format(time.RFC3339) }},
+		{"ANSIC", func(d time.Time) string { return d.UTC().Format(time.ANSIC) }},
+	}
+	for _, f := range forms {
+		t.Run(f.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				date time.Time
+				want int
+			}{
+				{time.Now(), http.StatusOK},
+				{time.Now().Add(-time.Hour), http.StatusUnauthorized},
+			} {
+				req := newRequest(t, "GET", k.URL+"/alice/keys", nil)
+				req.Header.Set("Date", f.format(tc.date))
+				if err := s.Sign(req); err != nil {
+					t.Fatal(err)
+				}
+				if r := send(t, req); r.StatusCode != tc.want {
+					t.Errorf("Date %q: %d %s, want %d", req.Header.Get("Date"), r.StatusCode, r.Body, tc.want)
+				}
+			}
+		})
+	}
+}
