@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("bootstrap operator account present", "login", cfg.BootstrapAccount)
 	}
 
-	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOnce: eventLog.AppendOnce, IntakeEvent: eventLog.IntakeEvent}
+	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOnce: eventLog.AppendOnce, IntakeEvent: eventLog.IntakeEvent, SharedIntake: infra.SharedIntake}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup
