@@ -145,7 +145,7 @@ func ServeIntake(ctx context.Context, c *Conn, stream jetstream.Stream, svc *dom
 		if reply := m.Headers().Get(HeaderReplyTo); reply != "" {
 			if !replySubject(reply) {
 				logger.Warn("intake: outcome not sent: the reply subject is not an inbox", "intakeId", id, "replyTo", reply)
-			} else if data, _ := json.Marshal(out); c.NC.Publish(reply, data) != nil {
+			} else if c.NC.Publish(reply, OutcomeReply{IntakeOutcome: out}.Encode()) != nil {
 				logger.Warn("intake: outcome not sent", "intakeId", id)
 			}
 		}
@@ -201,11 +201,35 @@ type OutcomeRequest struct {
 	KeyName    string `json:"keyName,omitempty"`
 }
 
-// OutcomeReply answers an OutcomeRequest: the outcome, "pending" while the
-// message waits in the intake stream, or an error.
+// What the outcome request answers for a message that has no outcome (yet).
+const (
+	// OutcomePending: the message waits in the intake stream.
+	OutcomePending = "pending"
+	// OutcomeUnknown: no outcome is recorded under the message's id, and
+	// no message waits at the sequence asked for.
+	OutcomeUnknown = "unknown"
+)
+
+// OutcomeReply is what keysd says of an intake message, on both paths: the
+// outcome published to the message's Keysd-Reply-To, and the answer to an
+// OutcomeRequest (which may also be OutcomePending, OutcomeUnknown or an
+// error). Both are written by Encode, so a driver reads them alike.
 type OutcomeReply struct {
 	domain.IntakeOutcome
 	Error *ReplyError `json:"error,omitempty"`
+}
+
+// Encode is the one JSON encoding of an OutcomeReply.
+func (r OutcomeReply) Encode() []byte {
+	if r.Error != nil {
+		// An error is all the answer: no empty outcome beside it.
+		data, _ := json.Marshal(struct {
+			Error *ReplyError `json:"error"`
+		}{r.Error})
+		return data
+	}
+	data, _ := json.Marshal(r)
+	return data
 }
 
 // SubscribeOutcomes answers outcome requests until the returned
@@ -234,13 +258,12 @@ func SubscribeOutcomes(ctx context.Context, c *Conn, stream jetstream.Stream, sv
 			case found:
 				reply.IntakeOutcome = out
 			case req.Seq != 0 && pending(ctx, stream, req.Seq):
-				reply.IntakeOutcome = domain.IntakeOutcome{IntakeID: id, Outcome: "pending", InstanceID: req.InstanceID}
+				reply.IntakeOutcome = domain.IntakeOutcome{IntakeID: id, Outcome: OutcomePending, InstanceID: req.InstanceID}
 			default:
-				reply.IntakeOutcome = domain.IntakeOutcome{IntakeID: id, Outcome: "unknown", InstanceID: req.InstanceID}
+				reply.IntakeOutcome = domain.IntakeOutcome{IntakeID: id, Outcome: OutcomeUnknown, InstanceID: req.InstanceID}
 			}
 		}
-		data, _ := json.Marshal(reply)
-		if err := m.Respond(data); err != nil {
+		if err := m.Respond(reply.Encode()); err != nil {
 			logger.Warn("intake outcome: reply failed", "err", err)
 		}
 	})

@@ -231,7 +231,7 @@ func ApplySharedKeyEvent(s *SharedKey, e Event, seq uint64) (*SharedKey, error) 
 			k.Created = s.Key.Created
 		}
 		s.Key = k
-		if id, r, ok := intakeRecordOf(e, p.ID); ok {
+		if id, r, ok := intakeRecordOf(e, &p, ScopeShared); ok {
 			if s.Intake == nil {
 				s.Intake = map[string]IntakeRecord{}
 			}

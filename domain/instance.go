@@ -101,7 +101,7 @@ func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
 	if seq <= in.Version {
 		return in, nil
 	}
-	keyID := ""
+	var created *KeyCreated
 	switch e.Type {
 	case TypeKeyCreated:
 		var p KeyCreated
@@ -109,7 +109,7 @@ func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
 			return nil, err
 		}
 		in.Keys = append(in.Keys, *infraKeyFrom(p, ScopeInstance, in.ID, e.Time))
-		keyID = p.ID
+		created = &p
 	case TypeKeyDeleted:
 		var p KeyDeleted
 		if err := e.Decode(&p); err != nil {
@@ -125,7 +125,7 @@ func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
 	case TypeInstanceRemoved:
 		in.Removed, in.RemovedBy = true, e.ID
 	}
-	if id, r, ok := intakeRecordOf(e, keyID); ok {
+	if id, r, ok := intakeRecordOf(e, created, ScopeInstance); ok {
 		if in.Intake == nil {
 			in.Intake = map[string]IntakeRecord{}
 		}

@@ -89,12 +89,16 @@ type IntakeDuplicate struct {
 }
 
 // IntakeRecord is what became of one intake message, as kept by the owner
-// that recorded it.
+// that recorded it. It keeps the key's name, scope and fingerprint so the
+// outcome can be told whole even after the key was deleted.
 type IntakeRecord struct {
-	Outcome string `json:"outcome"`
-	EventID string `json:"eventId"`
-	KeyID   string `json:"keyId,omitempty"`
-	Reason  string `json:"reason,omitempty"`
+	Outcome     string `json:"outcome"`
+	EventID     string `json:"eventId"`
+	KeyID       string `json:"keyId,omitempty"`
+	Name        string `json:"name,omitempty"`
+	Scope       string `json:"scope,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Reason      string `json:"reason,omitempty"`
 }
 
 // IntakeOutcome is the answer to a driver: what became of its message.
@@ -190,16 +194,20 @@ func reasonFor(err error) string {
 }
 
 // intakeRecordOf returns the intake record an event makes, if it was
-// caused by an intake message.
-func intakeRecordOf(e Event, keyID string) (string, IntakeRecord, bool) {
+// caused by an intake message; key is the KeyCreated's payload (nil for
+// other events), in scope.
+func intakeRecordOf(e Event, key *KeyCreated, scope string) (string, IntakeRecord, bool) {
 	id, ok := strings.CutPrefix(e.CausationID, IntakeCausePrefix)
 	if !ok {
 		return "", IntakeRecord{}, false
 	}
-	r := IntakeRecord{EventID: e.ID, KeyID: keyID}
+	r := IntakeRecord{EventID: e.ID}
 	switch e.Type {
 	case TypeKeyCreated:
 		r.Outcome = OutcomeCreated
+		if key != nil {
+			r.KeyID, r.Name, r.Scope, r.Fingerprint = key.ID, key.Name, scope, key.Fingerprint
+		}
 	case TypeInstanceRemoved:
 		r.Outcome = OutcomeRemoved
 	default:
@@ -217,6 +225,11 @@ type IntakeService struct {
 	AppendOnce func(ctx context.Context, e Event) (Event, error)
 	// IntakeEvent returns the only event of IntakeOwner(intakeID), or nil.
 	IntakeEvent func(ctx context.Context, intakeID string) (*Event, error)
+	// SharedIntake returns the name of the shared key that intake message
+	// intakeID created, or "": the message's subject names its instance,
+	// not the shared name its outcome was recorded under, and a driver
+	// asking by message id alone must still find it.
+	SharedIntake func(ctx context.Context, intakeID string) (string, error)
 }
 
 // decided returns the outcome of intakeID if it was rejected or found a
@@ -354,7 +367,6 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 		used, taken, dup = false, false, nil
 		if r, ok := st.Intake[intakeID]; ok {
 			out = recorded(intakeID, dk.InstanceID, r)
-			out.Name, out.Scope = dk.Name, ScopeShared
 			return nil, nil
 		}
 		if st.Key != nil {
@@ -460,7 +472,10 @@ func outcomeOf(ev Event, dk DriverKey) IntakeOutcome {
 }
 
 func recorded(intakeID, instanceID string, r IntakeRecord) IntakeOutcome {
-	return IntakeOutcome{IntakeID: intakeID, Outcome: r.Outcome, EventID: r.EventID, InstanceID: instanceID, KeyID: r.KeyID, Reason: r.Reason}
+	return IntakeOutcome{
+		IntakeID: intakeID, Outcome: r.Outcome, EventID: r.EventID, InstanceID: instanceID,
+		Name: r.Name, Scope: r.Scope, KeyID: r.KeyID, Fingerprint: r.Fingerprint, Reason: r.Reason,
+	}
 }
 
 func duplicateOf(intakeID string, k *InfraKey) IntakeDuplicate {
@@ -480,8 +495,9 @@ func (s *IntakeService) Reject(ctx context.Context, intakeID, instanceID, msg st
 }
 
 // Outcome returns what became of intake message intakeID, for the instance
-// of its subject (name: the key's, to find keys created in the shared
-// pool). found is false while it has no outcome.
+// of its subject. A key it created in the shared pool is found by its
+// name, or without it through SharedIntake. found is false while it has no
+// outcome.
 func (s *IntakeService) Outcome(ctx context.Context, intakeID, instanceID, name string) (IntakeOutcome, bool, error) {
 	if out, ok, err := s.decided(ctx, intakeID); ok || err != nil {
 		return out, ok, err
@@ -496,6 +512,11 @@ func (s *IntakeService) Outcome(ctx context.Context, intakeID, instanceID, name 
 	if r, ok := in.Intake[intakeID]; ok {
 		return recorded(intakeID, instanceID, r), true, nil
 	}
+	if name == "" {
+		if name, err = s.SharedIntake(ctx, intakeID); err != nil {
+			return IntakeOutcome{}, false, err
+		}
+	}
 	if name == "" || ValidateKeyName(name) != nil {
 		return IntakeOutcome{}, false, nil
 	}
@@ -504,9 +525,7 @@ func (s *IntakeService) Outcome(ctx context.Context, intakeID, instanceID, name 
 		return IntakeOutcome{}, false, err
 	}
 	if r, ok := st.Intake[intakeID]; ok {
-		out := recorded(intakeID, instanceID, r)
-		out.Name, out.Scope = name, ScopeShared
-		return out, true, nil
+		return recorded(intakeID, instanceID, r), true, nil
 	}
 	return IntakeOutcome{}, false, nil
 }

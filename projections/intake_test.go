@@ -39,7 +39,7 @@ func TestIntake_DeliveredAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := &domain.InfraKeyService{Repo: infra, Sealer: sealing.NewVault(sealing.NewKeyring(master), dataKeys)}
-	svc := &domain.IntakeService{Keys: keys, AppendOnce: e.log.AppendOnce, IntakeEvent: e.log.IntakeEvent}
+	svc := &domain.IntakeService{Keys: keys, AppendOnce: e.log.AppendOnce, IntakeEvent: e.log.IntakeEvent, SharedIntake: infra.SharedIntake}
 
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	block, err := ssh.MarshalPrivateKey(priv, "")

@@ -21,6 +21,10 @@ type client struct {
 	base   string
 	signer *httpsig.Signer
 	http   *http.Client
+	// signedAs says who signs, for a 401: keysd's answer does not say
+	// which part of a signature it refused (on purpose: it tells an
+	// attacker nothing), but the one who signed may know.
+	signedAs string
 }
 
 func newClient(base, account, keyFile string) (*client, error) {
@@ -33,7 +37,8 @@ func newClient(base, account, keyFile string) (*client, error) {
 		return nil, err
 	}
 	s.KeyID = httpsig.KeyIDFor(account, pub)
-	return &client{base: strings.TrimRight(base, "/"), signer: s, http: &http.Client{Timeout: 5 * time.Minute}}, nil
+	signedAs := fmt.Sprintf("signed as account %q with the key %s (%s) from %s", account, ssh.FingerprintSHA256(pub), ssh.FingerprintLegacyMD5(pub), keyFile)
+	return &client{base: strings.TrimRight(base, "/"), signer: s, http: &http.Client{Timeout: 5 * time.Minute}, signedAs: signedAs}, nil
 }
 
 // apiError is an error answered by keysd, in CloudAPI's format.
@@ -41,9 +46,17 @@ type apiError struct {
 	Status  int
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Hint is keysctl's own explanation, added to keysd's message.
+	Hint string `json:"-"`
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%s (%d): %s", e.Code, e.Status, e.Message) }
+func (e *apiError) Error() string {
+	msg := fmt.Sprintf("%s (%d): %s", e.Code, e.Status, e.Message)
+	if e.Hint != "" {
+		msg += "\n" + e.Hint
+	}
+	return msg
+}
 
 // call sends a signed request with body (nil or a JSON value) and decodes
 // a JSON answer into out (if not nil).
@@ -80,6 +93,9 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 		e := &apiError{Status: resp.StatusCode}
 		if json.Unmarshal(data, e) != nil || e.Code == "" {
 			e.Code, e.Message = resp.Status, strings.TrimSpace(string(data))
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			e.Hint = "keysctl " + c.signedAs + ": is the account right (--account, KEYSCTL_ACCOUNT), and is this key one of its keys (--key-file, KEYSCTL_KEY_FILE)?"
 		}
 		return e
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 )
 
 // parseCommand parses a subcommand's flags, which may follow its
@@ -29,10 +30,31 @@ func parseCommand(fs *flag.FlagSet, args []string, positional int) ([]string, er
 	return pos, nil
 }
 
+// commandFlags is the flag set of a command: asked for help, it prints
+// the command's synopsis and flags.
+func commandFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() { commandUsage(fs) }
+	return fs
+}
+
+// commandUsage prints the synopsis of fs's command, from keysctl's usage,
+// and its flags.
+func commandUsage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintln(w, "Usage:")
+	for _, line := range strings.Split(usage, "\n") {
+		if strings.Contains(line+" ", " "+fs.Name()+" ") && strings.HasPrefix(strings.TrimSpace(line), "keysctl ") {
+			fmt.Fprintln(w, line)
+		}
+	}
+	fs.PrintDefaults()
+}
+
 // cmdAccountCreate creates an account, optionally an operator, optionally
 // with its first key.
 func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("account create", flag.ContinueOnError)
+	fs := commandFlags("account create")
 	operator := fs.Bool("operator", false, "make the account an operator")
 	keyFile := fs.String("key", "", "OpenSSH public key file: the account's first key")
 	name := fs.String("name", "", "name of the first key (default: its comment)")
@@ -60,7 +82,7 @@ func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout, std
 
 // cmdAccountGet shows an account, its policy and its keys.
 func cmdAccountGet(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	pos, err := parseCommand(flag.NewFlagSet("account get", flag.ContinueOnError), args, 1)
+	pos, err := parseCommand(commandFlags("account get"), args, 1)
 	if err != nil {
 		return err
 	}
@@ -73,7 +95,7 @@ func cmdAccountGet(ctx context.Context, c *client, args []string, stdout, stderr
 
 // cmdAccountPolicy replaces an account's key policy; flags left out are off.
 func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("account policy", flag.ContinueOnError)
+	fs := commandFlags("account policy")
 	keys := fs.Bool("require-attested-keys", false, "new keys must carry a hardware attestation")
 	signing := fs.Bool("require-attested-signing", false, "requests must be signed with an attested key")
 	mfa := fs.Bool("require-multifactor-signing", false, "requests must be signed with an attested key that needs a PIN or touch")
@@ -91,7 +113,7 @@ func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout, std
 
 // cmdKeyAdd adds a key to an account (an operator giving an account a key).
 func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("key add", flag.ContinueOnError)
+	fs := commandFlags("key add")
 	name := fs.String("name", "", "name of the key (default: its comment)")
 	pos, err := parseCommand(fs, args, 2)
 	if err != nil {
@@ -114,7 +136,7 @@ func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout, stderr io.
 
 // cmdKeyList lists an account's keys.
 func cmdKeyList(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("key list", flag.ContinueOnError)
+	fs := commandFlags("key list")
 	pos, err := parseCommand(fs, args, 1)
 	if err != nil {
 		return err
@@ -129,7 +151,11 @@ func cmdKeyList(ctx context.Context, c *client, args []string, stdout, stderr io
 // cmdProjectionsRebuild rebuilds one projection, or all of them, from the
 // event log.
 func cmdProjectionsRebuild(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	names := args
+	fs := commandFlags("projections rebuild")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	names := fs.Args()
 	if len(names) == 0 {
 		if err := c.call(ctx, "GET", "/--admin/projections", nil, &names); err != nil {
 			return err

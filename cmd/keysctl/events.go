@@ -24,11 +24,8 @@ Usage:
   keysctl events [flags]         replay (and with --follow, tail) the log
   keysctl events stats [flags]   how large the log is
 
-Flags (and environment):
-  --nats-url URL     NATS to read from (KEYSD_NATS_URL, default nats://127.0.0.1:4222)
-  --nkey FILE        NKey seed of the audit role, e.g. <data-dir>/nats/audit.nk (KEYSD_NATS_NKEY)
-  --creds FILE       or a credentials file, on an external cluster (KEYSD_NATS_CREDS)
-  --from-seq N       start at stream sequence N
+Flags (and environment), as the audit role:
+` + natsFlagsUsage + `  --from-seq N       start at stream sequence N
   --since TIME       start at the first event at or after TIME (RFC 3339, or a duration ago: 1h)
   --type T[,T...]    only these event types
   --owner KIND/ID    only this owner's events (account/alice, shared/web, instance/i-1)
@@ -39,7 +36,7 @@ Flags (and environment):
 
 // eventsCmd runs "keysctl events ...": it reads the log over NATS as an
 // audit consumer, not through keysd's HTTP API.
-func eventsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func eventsCmd(ctx context.Context, args []string, env *environ, stdout, stderr io.Writer) error {
 	stats := len(args) > 0 && args[0] == "stats"
 	if stats {
 		args = args[1:]
@@ -47,9 +44,8 @@ func eventsCmd(ctx context.Context, args []string, getenv func(string) string, s
 	fs := flag.NewFlagSet("keysctl events", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, eventsUsage) }
-	url := fs.String("nats-url", envOr(getenv, "KEYSD_NATS_URL", "nats://127.0.0.1:4222"), "")
-	nkey := fs.String("nkey", getenv("KEYSD_NATS_NKEY"), "")
-	creds := fs.String("creds", getenv("KEYSD_NATS_CREDS"), "")
+	var conn natsFlags
+	conn.register(fs, env)
 	fromSeq := fs.Uint64("from-seq", 0, "")
 	since := fs.String("since", "", "")
 	types := fs.String("type", "", "")
@@ -87,47 +83,13 @@ func eventsCmd(ctx context.Context, args []string, getenv func(string) string, s
 			q.types[t] = true
 		}
 	}
-	// The server refuses what a role may not do with an asynchronous
-	// error, and the request behind it would only time out: end at once,
-	// saying why.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	opts := []nats.Option{
-		nats.Name("keysctl-events"),
-		nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleAudit)),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			if errors.Is(err, nats.ErrPermissionViolation) {
-				cancel(fmt.Errorf("%w (does the credential belong to the audit role?)", err))
-				return
-			}
-			fmt.Fprintln(stderr, "keysctl events:", err)
-		}),
-	}
-	switch {
-	case *nkey != "" && *creds != "":
-		return errors.New("give --nkey or --creds, not both")
-	case *nkey != "":
-		o, err := nats.NkeyOptionFromSeed(*nkey)
-		if err != nil {
-			return fmt.Errorf("nkey: %w", err)
-		}
-		opts = append(opts, o)
-	case *creds != "":
-		opts = append(opts, nats.UserCredentials(*creds))
-	}
-	nc, err := nats.Connect(*url, opts...)
-	if errors.Is(err, nats.ErrAuthorization) {
-		return fmt.Errorf("connect to %s: %w: give the audit role's NKey seed with --nkey or KEYSD_NATS_NKEY (keysd writes it to <data-dir>/nats/audit.nk)", *url, err)
-	}
+	nc, ctx, cancel, err := conn.connect(ctx, bus.RoleAudit, stderr)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", *url, err)
+		return err
 	}
+	defer cancel(nil)
 	defer nc.Close()
-	err = events(ctx, nc, stats, q, stdout, stderr)
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
-	}
-	return err
+	return refused(ctx, events(ctx, nc, stats, q, stdout, stderr))
 }
 
 // eventsQuery is what "keysctl events" was asked for.

@@ -113,9 +113,9 @@ func TestEvents(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	natsAddr := freeAddr(t)
 	d := MustRunKeysd(t, []string{"KEYSD_DATA_DIR=" + dataDir, "KEYSD_BOOTSTRAP_ACCOUNT=admin", "KEYSD_BOOTSTRAP_KEY=" + adminPub, "KEYSD_NATS_LISTEN=" + natsAddr})
-	ctl := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "admin", "KEYSD_KEY_FILE": adminPriv}
+	ctl := map[string]string{"KEYSCTL_URL": d.url, "KEYSCTL_ACCOUNT": "admin", "KEYSCTL_KEY_FILE": adminPriv}
 	seeds := filepath.Join(dataDir, "nats")
-	audit := map[string]string{"KEYSD_NATS_URL": "nats://" + natsAddr, "KEYSD_NATS_NKEY": bus.SeedFile(seeds, bus.RoleAudit)}
+	audit := map[string]string{"KEYSCTL_NATS_URL": "nats://" + natsAddr, "KEYSCTL_NATS_NKEY": bus.SeedFile(seeds, bus.RoleAudit)}
 	c, err := newClient(d.url, "admin", adminPriv)
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +317,7 @@ func TestEvents(t *testing.T) {
 		all = MustEvents(t, audit)
 	})
 	t.Run("ErrNoNKey", func(t *testing.T) {
-		out, err := keysctl(t, map[string]string{"KEYSD_NATS_URL": audit["KEYSD_NATS_URL"]}, "events")
+		out, err := keysctl(t, map[string]string{"KEYSCTL_NATS_URL": audit["KEYSCTL_NATS_URL"]}, "events")
 		if err == nil || !strings.Contains(err.Error(), "Authorization Violation") || !strings.Contains(err.Error(), "--nkey") {
 			t.Errorf("got %v %s", err, out)
 		}
@@ -405,7 +405,7 @@ func TestEventsIntake(t *testing.T) {
 	natsAddr := freeAddr(t)
 	MustRunKeysd(t, []string{"KEYSD_DATA_DIR=" + dataDir, "KEYSD_NATS_LISTEN=" + natsAddr})
 	seeds := filepath.Join(dataDir, "nats")
-	audit := map[string]string{"KEYSD_NATS_URL": "nats://" + natsAddr, "KEYSD_NATS_NKEY": bus.SeedFile(seeds, bus.RoleAudit)}
+	audit := map[string]string{"KEYSCTL_NATS_URL": "nats://" + natsAddr, "KEYSCTL_NATS_NKEY": bus.SeedFile(seeds, bus.RoleAudit)}
 
 	nc, err := bus.ConnectRole("nats://"+natsAddr, bus.RoleDriver, bus.SeedFile(seeds, bus.RoleDriver))
 	if err != nil {

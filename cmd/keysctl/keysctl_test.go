@@ -164,7 +164,7 @@ func TestFirstRun(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	env := []string{"KEYSD_DATA_DIR=" + dataDir, "KEYSD_BOOTSTRAP_ACCOUNT=admin", "KEYSD_BOOTSTRAP_KEY=" + adminPub}
 	d := MustRunKeysd(t, env)
-	ctl := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "admin", "KEYSD_KEY_FILE": adminPriv}
+	ctl := map[string]string{"KEYSCTL_URL": d.url, "KEYSCTL_ACCOUNT": "admin", "KEYSCTL_KEY_FILE": adminPriv}
 
 	_, bobPub := MustKeyFiles(t, dir, "bob-laptop")
 	t.Run("AccountCreate", func(t *testing.T) {
@@ -268,9 +268,39 @@ func TestFirstRun(t *testing.T) {
 		}
 	})
 	t.Run("ErrUnsignedAccount", func(t *testing.T) {
-		bad := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "bob", "KEYSD_KEY_FILE": adminPriv}
-		if _, err := keysctl(t, bad, "key", "list", "bob"); err == nil || !strings.Contains(err.Error(), "InvalidCredentials") {
-			t.Errorf("got %v", err)
+		bad := map[string]string{"KEYSCTL_URL": d.url, "KEYSCTL_ACCOUNT": "bob", "KEYSCTL_KEY_FILE": adminPriv}
+		_, err := keysctl(t, bad, "key", "list", "bob")
+		if err == nil || !strings.Contains(err.Error(), "InvalidCredentials") {
+			t.Fatalf("got %v", err)
+		}
+		// keysd's message says nothing of what it refused; keysctl says
+		// what it signed with.
+		pubData, rerr := os.ReadFile(adminPriv + ".pub")
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		pub, _, _, _, perr := ssh.ParseAuthorizedKey(pubData)
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		for _, want := range []string{`account "bob"`, ssh.FingerprintSHA256(pub), ssh.FingerprintLegacyMD5(pub), adminPriv} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("401 %q does not say %s", err, want)
+			}
+		}
+	})
+	t.Run("FormerVariables", func(t *testing.T) {
+		// keysctl's variables had keysd's prefix once; the names keysd
+		// does not read still work, with a warning.
+		former := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "admin", "KEYSD_KEY_FILE": adminPriv}
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), []string{"key", "list", "bob"}, func(n string) string { return former[n] }, &stdout, &stderr); err != nil {
+			t.Fatalf("%v %s", err, stderr.String())
+		}
+		for _, name := range []string{"KEYSD_URL", "KEYSD_ACCOUNT", "KEYSD_KEY_FILE"} {
+			if !strings.Contains(stderr.String(), name+" is deprecated, set KEYSCTL_"+strings.TrimPrefix(name, "KEYSD_")+" instead") {
+				t.Errorf("no deprecation warning for %s in %q", name, stderr.String())
+			}
 		}
 	})
 

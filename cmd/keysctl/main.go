@@ -1,6 +1,7 @@
-// Command keysctl is the operator and audit CLI of infrakeys. It talks to
-// keysd's API, signing each request with an operator's SSH key exactly as
-// the triton CLI does.
+// Command keysctl is the operator, audit, driver and resource manager CLI
+// of infrakeys. It talks to keysd's API, signing each request with an
+// operator's SSH key exactly as the triton CLI does, and to keysd's NATS
+// with a role's NKey.
 package main
 
 import (
@@ -11,16 +12,20 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
+
+	"github.com/infrakeys/infrakeys/bus"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "keysctl:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // help was asked for, and given
 		}
+		fmt.Fprintln(os.Stderr, "keysctl:", err)
 		os.Exit(1)
 	}
 }
@@ -39,13 +44,24 @@ Usage:
   keysctl [connection flags] token revoke ID
   keysctl [connection flags] master-key rewrap
   keysctl master-key generate FILE
-  keysctl events [--from-seq N | --since T] [--type T] [--owner K/ID] [--key K] [--follow]
-  keysctl events stats      (over NATS as the audit role: see keysctl events --help)
 
-Connection flags (and environment):
-  --url URL          keysd's address (KEYSD_URL, default http://127.0.0.1:8080)
-  --account LOGIN    the operator account to sign as (KEYSD_ACCOUNT)
-  --key-file FILE    its private SSH key, unencrypted (KEYSD_KEY_FILE, default ~/.ssh/id_ed25519)
+Over NATS, with a role's NKey (see keysctl events --help, keysctl driver --help):
+  keysctl events [--from-seq N | --since T] [--type T] [--owner K/ID] [--key K] [--follow]
+  keysctl events stats                                  (audit role)
+  keysctl driver publish-key INSTANCE --name NAME [--public-key FILE] [--private-key FILE]
+  keysctl driver remove-instance INSTANCE
+  keysctl driver outcome INSTANCE (--msg-id ID | --seq N)
+  keysctl manager remove-instance INSTANCE
+  keysctl manager outcome INSTANCE (--msg-id ID | --seq N)
+
+Connection flags (and environment), for the HTTP API:
+  --url URL          keysd's address (KEYSCTL_URL, default http://127.0.0.1:8080)
+  --account LOGIN    the operator account to sign as (KEYSCTL_ACCOUNT)
+  --key-file FILE    its private SSH key, unencrypted (KEYSCTL_KEY_FILE, default ~/.ssh/id_ed25519)
+
+keysctl <command> --help describes a command. keysctl's variables are its
+own (KEYSCTL_*); the former KEYSD_URL, KEYSD_ACCOUNT, KEYSD_KEY_FILE and
+KEYSD_NATS_NKEY still work, with a warning.
 `
 
 // command is one keysctl subcommand.
@@ -69,19 +85,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("keysctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	env := newEnviron(getenv, stderr)
 	home := getenv("HOME")
-	url := fs.String("url", envOr(getenv, "KEYSD_URL", "http://127.0.0.1:8080"), "")
-	account := fs.String("account", getenv("KEYSD_ACCOUNT"), "")
-	keyFile := fs.String("key-file", envOr(getenv, "KEYSD_KEY_FILE", home+"/.ssh/id_ed25519"), "")
+	url := fs.String("url", env.or("KEYSCTL_URL", "http://127.0.0.1:8080"), "")
+	account := fs.String("account", env.get("KEYSCTL_ACCOUNT"), "")
+	keyFile := fs.String("key-file", env.or("KEYSCTL_KEY_FILE", home+"/.ssh/id_ed25519"), "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	rest := fs.Args()
-	if len(rest) >= 1 && rest[0] == "events" {
-		return eventsCmd(ctx, rest[1:], getenv, stdout, stderr)
+	if len(rest) >= 1 {
+		switch rest[0] {
+		case "help":
+			fs.Usage()
+			return flag.ErrHelp
+		case "events":
+			return eventsCmd(ctx, rest[1:], env, stdout, stderr)
+		case "driver":
+			return intakeCmd(ctx, bus.RoleDriver, rest[1:], env, stdout, stderr)
+		case "manager":
+			return intakeCmd(ctx, bus.RoleManager, rest[1:], env, stdout, stderr)
+		}
 	}
 	if len(rest) >= 2 && rest[0] == "master-key" && rest[1] == "generate" {
-		return masterKeyGenerate(rest[2:], stdout)
+		return masterKeyGenerate(rest[2:], stdout, stderr)
 	}
 	if len(rest) < 2 {
 		fs.Usage()
@@ -92,19 +119,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.Usage()
 		return fmt.Errorf("unknown command %q", rest[0]+" "+rest[1])
 	}
+	if slices.ContainsFunc(rest[2:], isHelp) {
+		// Every command parses its flags before it calls keysd: asked for
+		// help, it answers ErrHelp with no client, nor account, needed.
+		return cmd(ctx, nil, []string{"-h"}, stdout, stderr)
+	}
 	if *account == "" {
-		return errors.New("no account to sign as: set --account or KEYSD_ACCOUNT")
+		return errors.New("no account to sign as: set --account or KEYSCTL_ACCOUNT")
 	}
 	c, err := newClient(*url, *account, *keyFile)
 	if err != nil {
 		return err
 	}
 	return cmd(ctx, c, rest[2:], stdout, stderr)
-}
-
-func envOr(getenv func(string) string, name, def string) string {
-	if v := getenv(name); v != "" {
-		return v
-	}
-	return def
 }

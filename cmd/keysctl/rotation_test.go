@@ -70,7 +70,7 @@ func TestMasterKeyRotation(t *testing.T) {
 	base := []string{"KEYSD_DATA_DIR=" + dataDir, "KEYSD_BOOTSTRAP_ACCOUNT=admin", "KEYSD_BOOTSTRAP_KEY=" + adminPub}
 	oldKey, newKey := filepath.Join(dataDir, "master.key"), filepath.Join(dir, "new.key")
 	d := MustRunKeysd(t, base)
-	ctl := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "admin", "KEYSD_KEY_FILE": adminPriv}
+	ctl := map[string]string{"KEYSCTL_URL": d.url, "KEYSCTL_ACCOUNT": "admin", "KEYSCTL_KEY_FILE": adminPriv}
 	token := MustTokenFromKeysctl(t, ctl, "rotator", "keys:manage,keys:private")
 
 	read := func(t *testing.T, d *daemon, name string) (int, string) {
@@ -112,7 +112,7 @@ func TestMasterKeyRotation(t *testing.T) {
 	// Step 2: restart with the new key, the old one kept to open.
 	d.Stop(t)
 	d = MustRunKeysd(t, append(base[:len(base):len(base)], "KEYSD_MASTER_KEY_FILE="+newKey, "KEYSD_PREVIOUS_MASTER_KEY_FILES="+oldKey))
-	ctl["KEYSD_URL"] = d.url
+	ctl["KEYSCTL_URL"] = d.url
 	t.Run("OpensBeforeRewrap", func(t *testing.T) { checkAll(t, d) })
 	// Step 3: rewrap.
 	out, err := keysctl(t, ctl, "master-key", "rewrap")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -16,7 +15,7 @@ import (
 // prints it alone on stdout: it is shown this once, only its hash is
 // stored.
 func cmdTokenCreate(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	fs := commandFlags("token create")
 	roles := fs.String("roles", "", "comma-separated roles: keys:read, keys:manage, keys:private")
 	pos, err := parseCommand(fs, args, 1)
 	if err != nil {
@@ -50,7 +49,7 @@ func splitRoles(s string) []string {
 
 // cmdTokenList lists tokens (never their secrets).
 func cmdTokenList(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	if _, err := parseCommand(flag.NewFlagSet("token list", flag.ContinueOnError), args, 0); err != nil {
+	if _, err := parseCommand(commandFlags("token list"), args, 0); err != nil {
 		return err
 	}
 	var out any
@@ -62,7 +61,7 @@ func cmdTokenList(ctx context.Context, c *client, args []string, stdout, stderr 
 
 // cmdTokenRevoke revokes a token by id.
 func cmdTokenRevoke(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	pos, err := parseCommand(flag.NewFlagSet("token revoke", flag.ContinueOnError), args, 1)
+	pos, err := parseCommand(commandFlags("token revoke"), args, 1)
 	if err != nil {
 		return err
 	}
@@ -76,7 +75,7 @@ func cmdTokenRevoke(ctx context.Context, c *client, args []string, stdout, stder
 // cmdMasterKeyRewrap re-wraps every data key under keysd's current master
 // key (step 3 of a rotation, see docs/operations.md).
 func cmdMasterKeyRewrap(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	if _, err := parseCommand(flag.NewFlagSet("master-key rewrap", flag.ContinueOnError), args, 0); err != nil {
+	if _, err := parseCommand(commandFlags("master-key rewrap"), args, 0); err != nil {
 		return err
 	}
 	var out any
@@ -88,7 +87,13 @@ func cmdMasterKeyRewrap(ctx context.Context, c *client, args []string, stdout, s
 
 // masterKeyGenerate writes a new master key file (mode 0600); it talks to
 // no server.
-func masterKeyGenerate(args []string, stdout io.Writer) error {
+func masterKeyGenerate(args []string, stdout, stderr io.Writer) error {
+	fs := commandFlags("master-key generate")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	args = fs.Args()
 	if len(args) != 1 {
 		return fmt.Errorf("master-key generate: want the path of the new key file")
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
+	"github.com/infrakeys/infrakeys/projections"
 )
 
 // Every outcome of driver intake, over a real NATS connection with the
@@ -379,4 +380,75 @@ func TestIntakeStreamMadeAgain(t *testing.T) {
 	if r := askOutcome(t, nc, map[string]any{"instanceId": inst, "seq": ack2.Sequence}); r.EventID != second.EventID {
 		t.Fatalf("outcome of seq %d: %+v, want %+v", ack2.Sequence, r, second)
 	}
+}
+
+// The outcome request answers what Keysd-Reply-To said, field for field,
+// for keys of either scope, asked for by message id or by sequence alone:
+// a shared key's outcome is recorded under its name, which the request
+// need not carry.
+func TestOutcomeRequestAnswersAsReplyTo(t *testing.T) {
+	k := MustStartLM(t, nil)
+	nc, _ := MustConnectRole(t, k, bus.RoleDriver)
+	d := newDriver(t, nc)
+	inst := "vm-ask"
+	toldByID := map[string]domain.IntakeOutcome{}
+	for _, tc := range []struct{ name, scope string }{{"ask-root", domain.ScopeInstance}, {"ask-pool", domain.ScopeShared}} {
+		t.Run(tc.scope, func(t *testing.T) {
+			_, pub := genKey(t, tc.name)
+			body := driverKey(t, map[string]any{"keyName": tc.name, "scope": tc.scope, "publicKey": pub})
+			msgID := "ask/" + tc.name
+			_, ch := d.publish(t, bus.IntakeKeySubject(inst), body, msgID)
+			told := outcome(t, ch)
+			if told.Outcome != domain.OutcomeCreated || told.Name != tc.name || told.Scope != tc.scope || told.Fingerprint == "" {
+				t.Fatalf("Keysd-Reply-To outcome %+v", told)
+			}
+			if got := askOutcome(t, nc, map[string]any{"instanceId": inst, "msgId": msgID}); got.Error != nil || got.IntakeOutcome != told {
+				t.Fatalf("asked by msgId: %+v, want %+v", got, told)
+			}
+			toldByID[msgID] = told
+			// Without Nats-Msg-Id: asked by sequence alone.
+			_, pub2 := genKey(t, tc.name+"-2")
+			ack, ch := d.publish(t, bus.IntakeKeySubject(inst), driverKey(t, map[string]any{"keyName": tc.name + "-2", "scope": tc.scope, "publicKey": pub2}), "")
+			told = outcome(t, ch)
+			if got := askOutcome(t, nc, map[string]any{"instanceId": inst, "seq": ack.Sequence}); got.Error != nil || got.IntakeOutcome != told {
+				t.Fatalf("asked by seq: %+v, want %+v", got, told)
+			}
+		})
+	}
+	t.Run("after the read model is rebuilt", func(t *testing.T) {
+		k.Stop(t)
+		c := openStore(t, k)
+		if err := c.JS.DeleteKeyValue(context.Background(), projections.InfraKeysBucket); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		k.Restart(t)
+		nc, _ := MustConnectRole(t, k, bus.RoleDriver)
+		for msgID, told := range toldByID {
+			if got := askOutcome(t, nc, map[string]any{"instanceId": inst, "msgId": msgID}); got.Error != nil || got.IntakeOutcome != told {
+				t.Fatalf("asked by msgId after a rebuild: %+v, want %+v", got, told)
+			}
+		}
+	})
+	nc, _ = MustConnectRole(t, k, bus.RoleDriver)
+	t.Run("unknown", func(t *testing.T) {
+		got := askOutcome(t, nc, map[string]any{"instanceId": inst, "msgId": "never-sent"})
+		want := domain.IntakeOutcome{IntakeID: "msg:never-sent", Outcome: bus.OutcomeUnknown, InstanceID: inst}
+		if got.Error != nil || got.IntakeOutcome != want {
+			t.Fatalf("outcome of a message never sent: %+v, want %+v", got, want)
+		}
+	})
+	t.Run("an error is the whole answer", func(t *testing.T) {
+		resp, err := nc.Request(bus.OutcomeSubject, driverKey(t, map[string]any{"instanceId": inst}), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(resp.Data, &got); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := got["error"]; !ok || len(got) != 1 {
+			t.Fatalf("answer to a request with neither msgId nor seq: %s, want {\"error\":…} alone", resp.Data)
+		}
+	})
 }

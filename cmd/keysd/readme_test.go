@@ -115,7 +115,7 @@ func TestReadmeFirstRun(t *testing.T) {
 		"SSH_ASKPASS_REQUIRE=force",
 		"KEYSD_DATA_DIR=" + filepath.Join(dir, "data"), // not ./data in the checkout
 		"KEYSD_HTTP_ADDR=" + addr,
-		"KEYSD_URL=http://" + addr,
+		"KEYSCTL_URL=http://" + addr,
 	}
 	goEnv, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH", "GOENV", "GOFLAGS").Output()
 	if err != nil {
