@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -357,43 +355,28 @@ func TestRefusedInstanceIDOfEarlierKeysdStillRemovable(t *testing.T) {
 // segment is refused with a message the CLI shows.
 func TestTritonCLIKeyNames(t *testing.T) {
 	triton := findTool(t, "triton", "KEYSD_TRITON", "../../.ci/node_modules/.bin/triton")
-	keygen := findTool(t, "ssh-keygen", "KEYSD_SSH_KEYGEN")
-	home := t.TempDir()
-	sshDir := filepath.Join(home, ".ssh")
-	if err := os.Mkdir(sshDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	signer := sshKeygen(t, keygen, sshDir, "id_ed25519", "tri-ed25519", "-t", "ed25519")
+	home := newCLIHome(t)
+	signer := home.SigningKey(t, "id_ed25519", "tri-ed25519", "-t", "ed25519")
 	k := MustStart(t, nil)
-	first, err := os.ReadFile(signer.Path + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := k.Admin.Do(t, "POST", "/--admin/accounts", map[string]any{"login": "tri", "key": string(first)}); r.StatusCode != http.StatusCreated {
-		t.Fatalf("create account: %d %s", r.StatusCode, r.Body)
-	}
-	cli := tritonCLI{bin: triton, env: []string{
-		"HOME=" + home, "PATH=" + os.Getenv("PATH"),
-		"TRITON_URL=" + k.URL, "TRITON_ACCOUNT=tri", "TRITON_PROFILE=env",
-	}}.as(signer.MD5)
-	spare := t.TempDir()
+	mustAccountWithKeyFile(t, k, "tri", signer)
+	cli := home.Tool(triton, "TRITON_URL="+k.URL, "TRITON_ACCOUNT=tri", "TRITON_PROFILE=env", "TRITON_KEY_ID="+signer.MD5)
 	for i, name := range []string{"a b", "a%41", "a?b#c", "...", "ключ", "a\\b"} {
 		t.Run(url.PathEscape(name), func(t *testing.T) {
-			extra := sshKeygen(t, keygen, spare, "k"+strconv.Itoa(i), "c", "-t", "ed25519")
-			cli.run(t, "key", "add", "-n", name, extra.Path+".pub")
-			got := decodeKeys(t, cli.run(t, "key", "get", "-j", name))
+			extra := home.SpareKey(t, "k"+strconv.Itoa(i), "c", "-t", "ed25519")
+			cli.Run(t, "key", "add", "-n", name, extra.Path+".pub")
+			got := decodeKeys(t, cli.Run(t, "key", "get", "-j", name))
 			if len(got) != 1 || got[0].Name != name || got[0].Fingerprint != extra.MD5 {
 				t.Fatalf("key get %q = %+v", name, got)
 			}
-			cli.run(t, "key", "delete", "-y", name)
-			if out, _, err := cli.try("key", "get", name); err == nil {
+			cli.Run(t, "key", "delete", "-y", name)
+			if out, _, err := cli.Try("key", "get", name); err == nil {
 				t.Errorf("key get %q after delete succeeded: %s", name, out)
 			}
 		})
 	}
 	t.Run("ErrDotDot", func(t *testing.T) {
-		extra := sshKeygen(t, keygen, spare, "dotdot", "c", "-t", "ed25519")
-		_, errOut, err := cli.try("key", "add", "-n", "..", extra.Path+".pub")
+		extra := home.SpareKey(t, "dotdot", "c", "-t", "ed25519")
+		_, errOut, err := cli.Try("key", "add", "-n", "..", extra.Path+".pub")
 		if err == nil || !strings.Contains(errOut, `name must not be ".."`) {
 			t.Errorf("key add -n ..: err %v, stderr %q", err, errOut)
 		}
