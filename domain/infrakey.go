@@ -12,13 +12,6 @@ const (
 	OwnerInstance = "instance"
 )
 
-// Event types of infrastructure keys, besides KeyCreated and KeyDeleted.
-const (
-	TypeKeyUpdated      = "KeyUpdated"
-	TypePrivateKeyRead  = "PrivateKeyRead"
-	TypeInstanceRemoved = "InstanceRemoved"
-)
-
 // Scopes of infrastructure keys.
 const (
 	ScopeShared   = "shared"
@@ -138,7 +131,7 @@ func (s *SharedKey) CreateShared(n NewInfraKey, m Meta) (Event, error) {
 	if s.Key != nil {
 		return Event{}, Errorf(ECONFLICT, "infrastructure key %s already exists", n.Name)
 	}
-	return NewEvent(SharedOwner(n.Name), TypeKeyCreated, 1, n.payload(), m), nil
+	return NewEvent(SharedOwner(n.Name), n.payload(), m), nil
 }
 
 // Update decides replacing a shared key's description and, when pair is
@@ -163,7 +156,7 @@ func (s *SharedKey) Update(description string, pair *KeyPair, sealed *SealedSecr
 			p.ReplacedSecretID = k.PrivateKey.SecretID
 		}
 	}
-	return NewEvent(SharedOwner(s.Name), TypeKeyUpdated, 1, p, m), nil
+	return NewEvent(SharedOwner(s.Name), KeyUpdated(p), m), nil
 }
 
 // Delete decides deleting a shared key.
@@ -171,7 +164,7 @@ func (s *SharedKey) Delete(m Meta) (Event, error) {
 	if s.Key == nil {
 		return Event{}, Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
 	}
-	return NewEvent(SharedOwner(s.Name), TypeKeyDeleted, 1, keyDeleted(s.Key), m), nil
+	return NewEvent(SharedOwner(s.Name), keyDeleted(s.Key), m), nil
 }
 
 // ShreddedSecret returns the data key an event makes garbage: the private
@@ -192,8 +185,8 @@ func ShreddedSecret(e Event) string {
 	return ""
 }
 
-// PrivateKeyRead records that private material was released. Schema
-// version 1. It never contains the material.
+// PrivateKeyRead records that private material was released. It never
+// contains the material.
 type PrivateKeyRead struct {
 	ID      string `json:"id"`
 	Name    string `json:"name"`
@@ -208,7 +201,7 @@ const (
 
 // RecordPrivateRead decides the audit fact of releasing k's private half.
 func RecordPrivateRead(owner Owner, k *InfraKey, purpose string, m Meta) Event {
-	return NewEvent(owner, TypePrivateKeyRead, 1, PrivateKeyRead{ID: k.ID, Name: k.Name, Purpose: purpose}, m)
+	return NewEvent(owner, PrivateKeyRead{ID: k.ID, Name: k.Name, Purpose: purpose}, m)
 }
 
 // ApplySharedKeyEvent returns the state of a shared key name after e,

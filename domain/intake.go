@@ -17,16 +17,6 @@ import (
 // asked for was already done). Processing a message again finds its
 // outcome and records nothing new.
 
-// Event types of driver intake.
-const (
-	// TypeKeyRejected records a driver key that was not created, and why.
-	TypeKeyRejected = "KeyRejected"
-	// TypeIntakeDuplicate records a message that asked for what was
-	// already done: a key already there under its name, an instance
-	// already removed.
-	TypeIntakeDuplicate = "IntakeDuplicate"
-)
-
 // OwnerIntake owns the outcomes that change no key nor instance: such an
 // intake message is the owner of its KeyRejected or IntakeDuplicate, its
 // only event. So the outcome is recorded at most once (an append
@@ -63,7 +53,7 @@ const (
 )
 
 // KeyRejected is the outcome of a driver key that was not created. It
-// never carries key material. Schema version 1.
+// never carries key material.
 type KeyRejected struct {
 	IntakeID   string `json:"intakeId"`
 	InstanceID string `json:"instanceId,omitempty"`
@@ -76,7 +66,7 @@ type KeyRejected struct {
 // IntakeDuplicate is the outcome of a message that asked for what was
 // already done. Outcome says what: "created" (the key named is there with
 // the same key: KeyID, Fingerprint) or "removed" (the instance was removed
-// by the event OriginalEventID). Schema version 1.
+// by the event OriginalEventID).
 type IntakeDuplicate struct {
 	IntakeID        string `json:"intakeId"`
 	InstanceID      string `json:"instanceId"`
@@ -410,7 +400,7 @@ func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey, k KeyRef) 
 // intake owner; a message rejected before keeps its first rejection.
 func (s *IntakeService) reject(ctx context.Context, intakeID string, dk DriverKey, reason, msg string, m Meta) (IntakeOutcome, error) {
 	p := KeyRejected{IntakeID: intakeID, InstanceID: dk.InstanceID, Name: dk.Name, Scope: dk.Scope, Reason: reason, Message: msg}
-	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(intakeID), TypeKeyRejected, 1, p, m))
+	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(intakeID), p, m))
 	if err != nil {
 		return IntakeOutcome{}, err
 	}
@@ -421,7 +411,7 @@ func (s *IntakeService) reject(ctx context.Context, intakeID string, dk DriverKe
 // the only event of its intake owner; a message found a duplicate before
 // keeps that outcome.
 func (s *IntakeService) duplicate(ctx context.Context, p IntakeDuplicate, m Meta) (IntakeOutcome, error) {
-	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(p.IntakeID), TypeIntakeDuplicate, 1, p, m))
+	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(p.IntakeID), p, m))
 	if err != nil {
 		return IntakeOutcome{}, err
 	}
