@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"strings"
 	"time"
 )
 
@@ -157,6 +158,77 @@ func (s *SharedKey) Update(description string, pair *KeyPair, sealed *SealedSecr
 		}
 	}
 	return NewEvent(SharedOwner(s.Name), KeyUpdated(p), m), nil
+}
+
+// SharedKeyChange is an update of a shared key as a client sends it: LM's
+// CLI sends the whole object back, so id and name may be there, unchanged.
+type SharedKeyChange struct {
+	ID          string  // if not empty, must be the key's id
+	Name        string  // if not empty, must be the key's name: names never change
+	Description *string // the new description, if any
+	// PublicKey is a new public half sent alone (without a private half
+	// or a pair to generate): it must be the stored private half's.
+	PublicKey string
+}
+
+// checkName refuses renaming the key name.
+func (c SharedKeyChange) checkName(name string) error {
+	if c.Name != "" && c.Name != name {
+		return Errorf(EINVALID, "name cannot be changed (from %s to %s); create a new key instead", name, c.Name)
+	}
+	return nil
+}
+
+// check refuses c against s before anything is prepared for it: a key that
+// does not exist, another name, another id.
+func (c SharedKeyChange) check(s *SharedKey) error {
+	if err := c.checkName(s.Name); err != nil {
+		return err
+	}
+	if s.Key == nil {
+		return Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
+	}
+	if c.ID != "" && c.ID != s.Key.ID {
+		return Errorf(EINVALID, "id %s is not the id of infrastructure key %s", c.ID, s.Name)
+	}
+	return nil
+}
+
+// Change decides applying c to the shared key. pair, when not nil, is a
+// new key pair (given or generated) whose private half, if any, was sealed
+// as sealed. It returns the KeyUpdated and the private half the change
+// replaces (nil if none), whose data key is to be destroyed once the
+// change is recorded.
+func (s *SharedKey) Change(c SharedKeyChange, pair *KeyPair, sealed *SealedSecret, m Meta) (Event, *SealedSecret, error) {
+	if err := c.check(s); err != nil {
+		return Event{}, nil, err
+	}
+	k := s.Key
+	desc := k.Description
+	if c.Description != nil {
+		desc = *c.Description
+	}
+	if pair == nil && c.PublicKey != "" {
+		// A new public half alone must still match the private half.
+		pub, err := ParsePublicKey(c.PublicKey)
+		if err != nil {
+			return Event{}, nil, Errorf(EINVALID, "publicKey is invalid: %s", strings.TrimPrefix(ErrorMessage(err), "key is invalid: "))
+		}
+		if k.PrivateKey != nil && pub.Fingerprint != k.Fingerprint {
+			return Event{}, nil, Errorf(ECONFLICT, "publicKey and privateKey do not match: the new public half does not belong to the stored private half")
+		}
+		pair = &KeyPair{PublicKey: pub.Authorized, Type: pub.Type, Bits: pub.Bits, Fingerprint: pub.Fingerprint, FingerprintSHA256: pub.FingerprintSHA256}
+		sealed = k.PrivateKey
+	}
+	var replaced *SealedSecret
+	if pair != nil && k.PrivateKey != nil && (sealed == nil || sealed.SecretID != k.PrivateKey.SecretID) {
+		replaced = k.PrivateKey
+	}
+	ev, err := s.Update(desc, pair, sealed, m)
+	if err != nil {
+		return Event{}, nil, err
+	}
+	return ev, replaced, nil
 }
 
 // Delete decides deleting a shared key.
