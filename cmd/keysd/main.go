@@ -152,7 +152,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 		logger.Info("bootstrap operator account present", "login", cfg.BootstrapAccount)
 	}
 
-	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOnce: eventLog.AppendOnce, IntakeEvent: eventLog.IntakeEvent, SharedIntake: infra.SharedIntake}
+	intakeSvc := &domain.IntakeService{Repo: infra, Sealer: vault, AppendOnce: eventLog.AppendOnce, IntakeEvent: eventLog.IntakeEvent, SharedIntake: infra.SharedIntake}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup

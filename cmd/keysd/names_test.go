@@ -320,7 +320,7 @@ func TestRefusedInstanceIDOfEarlierKeysdStillRemovable(t *testing.T) {
 	o := MustOpenOffline(t, k)
 	pub := MustSSHPublic(t, MustKey(t))
 	owner := domain.InstanceOwner("..")
-	ev := domain.NewEvent(owner, domain.TypeKeyCreated, 1, domain.KeyCreated{
+	ev := domain.NewEvent(owner, domain.KeyCreated{
 		ID: "01M8XQ77KRM3FRMEVV0G4X81QQ", Name: "old", Fingerprint: ssh.FingerprintLegacyMD5(pub),
 		FingerprintSHA256: ssh.FingerprintSHA256(pub), Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))),
 		Type: pub.Type(), Bits: 256,
