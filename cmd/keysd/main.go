@@ -85,19 +85,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	accounts, err := projections.OpenAccounts(ctx, conn, eventLog, logger.With("component", "projections"))
+	models, err := projections.Open(ctx, conn, eventLog, logger.With("component", "projections"))
 	if err != nil {
 		return err
 	}
-	infra, err := projections.OpenInfraKeys(ctx, conn, eventLog, logger.With("component", "projections"))
-	if err != nil {
-		return err
-	}
-	tokens, err := projections.OpenTokens(ctx, conn, eventLog, logger.With("component", "projections"))
-	if err != nil {
-		return err
-	}
-	projectionNames := []string{accounts.Name(), infra.Name(), tokens.Name()}
+	accounts, infra, tokens := models.Accounts, models.InfraKeys, models.Tokens
+	projectionNames := models.Names()
 	met := newMetrics(eventLog, intake, projectionNames, logger.With("component", "metrics"))
 	eventLog.Observe(met)
 	dataKeys, err := bus.OpenDataKeys(ctx, conn)
@@ -120,10 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup
-	for _, p := range []interface {
-		Name() string
-		Run(context.Context) error
-	}{accounts, infra, tokens} {
+	for _, p := range models.All() {
 		workers.Go(func() {
 			if err := p.Run(workCtx); err != nil {
 				logger.Error("projection stopped", "projection", p.Name(), "err", err)
@@ -178,7 +168,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Tokens:                tokenSvc,
 		Rewrap:                func(ctx context.Context) (any, error) { return vault.Rewrap(ctx) },
 		Repo:                  accounts,
-		Projections:           []khttp.Rebuilder{accounts, infra, tokens},
+		Projections:           rebuilders(models),
 		Logger:                logger.With("component", "http"),
 		AllowLegacySignatures: cfg.AllowLegacySignatures,
 		ClockSkew:             cfg.ClockSkew,
@@ -218,6 +208,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = srv.Serve(ctx, l)
 	logger.Info("keysd stopping")
 	return err
+}
+
+// rebuilders returns every projection of models, for operators to rebuild.
+func rebuilders(models *projections.Set) []khttp.Rebuilder {
+	var out []khttp.Rebuilder
+	for _, p := range models.All() {
+		out = append(out, p)
+	}
+	return out
 }
 
 // bootstrap makes sure the operator account exists with the key in
