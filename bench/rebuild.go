@@ -76,7 +76,7 @@ func (b *bench) measureRebuild(ctx context.Context, rep *report) error {
 	// The replay alone, to tell reading the log from writing documents.
 	b.logf("rebuild: replay only")
 	t0 := time.Now()
-	if _, err := l.Replay(ctx, bus.ReplayOptions{Subjects: []string{bus.KindSubjects(domain.OwnerAccount)}}, func(bus.Recorded) error { return nil }); err != nil {
+	if _, err := l.Replay(ctx, bus.ReplayOptions{Kinds: []string{domain.OwnerAccount}}, func(bus.Recorded) error { return nil }); err != nil {
 		return err
 	}
 	took := time.Since(t0)

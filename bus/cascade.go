@@ -2,10 +2,9 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/infrakeys/infrakeys/domain"
 )
@@ -26,18 +25,19 @@ type CascadeObserver interface {
 // left, so a crash mid-cascade redelivers it and the cascade resumes where
 // it stopped (the keys already deleted are no longer in the instance).
 func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService, obs CascadeObserver, logger *slog.Logger) error {
-	cfg := jetstream.ConsumerConfig{
-		Durable:       CascadeConsumer,
+	c := EventConsumer{
+		Name:          CascadeConsumer,
 		Description:   "deletes the keys of removed instances",
-		FilterSubject: KindSubjects(domain.OwnerInstance),
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		Subjects:      []string{KindSubjects(domain.OwnerInstance)},
+		Types:         []string{domain.TypeInstanceRemoved},
 		AckWait:       10 * time.Second,
 		MaxAckPending: 256,
+		// The events skipped (every other instance event) are most of
+		// what it reads: fetch many at a time.
+		Batch:       256,
+		LongRunning: true,
 	}
-	return workEvents(ctx, l, cfg, logger, []string{domain.TypeInstanceRemoved}, func(ctx context.Context, m jetstream.Msg, r Recorded) {
-		stop := keepAlive(m, 3*time.Second)
-		defer stop()
+	return ServeEvents(ctx, l, c, logger, func(ctx context.Context, r Recorded) error {
 		start := time.Now()
 		// Which replica works a removal, for an operator reading the logs
 		// of several (and for the cluster test that kills that one).
@@ -45,9 +45,7 @@ func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService
 		meta := domain.Meta{Actor: "keysd-cascade", CorrelationID: r.Event.CorrelationID}
 		n, err := keys.Cascade(ctx, r.Event.Owner.ID, meta)
 		if err != nil {
-			logger.Warn("cascade failed; will retry", "instanceId", r.Event.Owner.ID, "deleted", n, "err", err)
-			_ = m.NakWithDelay(time.Second)
-			return
+			return fmt.Errorf("cascade of instance %s (%d keys deleted so far): %w", r.Event.Owner.ID, n, err)
 		}
 		if obs != nil {
 			obs.Cascaded(r.Event.Owner.ID, n, time.Since(start))
@@ -55,7 +53,7 @@ func ServeCascade(ctx context.Context, l *EventLog, keys *domain.InfraKeyService
 		if n > 0 {
 			logger.Info("cascade: instance keys deleted", "instanceId", r.Event.Owner.ID, "deleted", n, "cause", r.Event.ID, "took", time.Since(start).String())
 		}
-		_ = m.DoubleAck(ctx)
+		return nil
 	})
 }
 

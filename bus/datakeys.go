@@ -136,10 +136,11 @@ func (d *DataKeys) erase(ctx context.Context, id string, below uint64) error {
 }
 
 // secureDelete overwrites message seq on disk and removes it. A message
-// someone else deleted first is no error: the cascade and the shredder
-// both destroy what a removed key leaves, and whichever comes second finds
-// it gone between its read and its delete, which the server reports only
-// as the text "no message found".
+// someone else deleted first is no error: an event delivered again (to
+// another replica's shredder, after a crash or an AckWait) destroys the
+// same data key, and whichever comes second finds it gone between its read
+// and its delete, which the server reports only as the text "no message
+// found".
 func (d *DataKeys) secureDelete(ctx context.Context, seq uint64) error {
 	err := retry(ctx, func(ctx context.Context) error { return d.stream.SecureDeleteMsg(ctx, seq) })
 	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {

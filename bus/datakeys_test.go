@@ -11,8 +11,8 @@ import (
 	"github.com/infrakeys/infrakeys/bus"
 )
 
-// TestDataKeysDestroyRace: the cascade and the shredder destroy the same
-// data keys at the same time; whichever comes second finds the message
+// TestDataKeysDestroyRace: two shredders (replicas handed the same event
+// again) destroy the same data keys at the same time; whichever comes second finds the message
 // gone between its read and its delete, and that is no error either.
 func TestDataKeysDestroyRace(t *testing.T) {
 	ctx := context.Background()

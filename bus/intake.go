@@ -119,7 +119,7 @@ func ServeIntake(ctx context.Context, c *Conn, stream jetstream.Stream, svc *dom
 		MaxAckPending: 256,
 	}
 	epoch := IntakeEpoch(stream)
-	return work(ctx, stream, cfg, logger, func(ctx context.Context, m jetstream.Msg) {
+	return work(ctx, stream, cfg, 16, 1, logger, func(ctx context.Context, m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
 			_ = m.Term()

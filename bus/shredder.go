@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/infrakeys/infrakeys/domain"
 )
 
@@ -15,28 +13,26 @@ import (
 const ShredderConsumer = "shredder"
 
 // ServeShredder destroys the data key named by every KeyDeleted and every
-// KeyUpdated that replaced a private half, until ctx ends. Writers destroy
-// it themselves right after their event is stored; the shredder makes sure
-// of it when a writer crashed in between, so crypto-shredding holds
-// whatever fails. Replicas share the durable consumer; destroying twice is
-// harmless.
+// KeyUpdated that replaced a private half, until ctx ends. It is the only
+// component that destroys the private half of a key once its deletion is
+// recorded (domain.InfraKeyService.Shred): whatever recorded the event (a
+// request, the cascade, another replica) and whatever failed after, the
+// event stays in the log until the shredder has handled it. Replicas share
+// the durable consumer; an event delivered twice destroys nothing more.
 func ServeShredder(ctx context.Context, l *EventLog, keys *domain.InfraKeyService, logger *slog.Logger) error {
-	cfg := jetstream.ConsumerConfig{
-		Durable:        ShredderConsumer,
-		Description:    "destroys the data keys of deleted and replaced private halves",
-		FilterSubjects: []string{KindSubjects(domain.OwnerShared), KindSubjects(domain.OwnerInstance)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        10 * time.Second,
-		MaxAckPending:  256,
+	c := EventConsumer{
+		Name:          ShredderConsumer,
+		Description:   "destroys the data keys of deleted and replaced private halves",
+		Subjects:      []string{KindSubjects(domain.OwnerShared), KindSubjects(domain.OwnerInstance)},
+		Types:         []string{domain.TypeKeyDeleted, domain.TypeKeyUpdated},
+		AckWait:       10 * time.Second,
+		MaxAckPending: 256,
+		// A cascade deletes up to thousands of keys at once, and each
+		// destruction is a few round trips: they overlap.
+		Batch:       256,
+		Concurrency: 16,
 	}
-	types := []string{domain.TypeKeyDeleted, domain.TypeKeyUpdated}
-	return workEvents(ctx, l, cfg, logger, types, func(ctx context.Context, m jetstream.Msg, r Recorded) {
-		if err := keys.Shred(ctx, []domain.Event{r.Event}); err != nil {
-			logger.Warn("shredder: destroy failed; will retry", "seq", r.Seq, "err", err)
-			_ = m.NakWithDelay(time.Second)
-			return
-		}
-		_ = m.Ack()
+	return ServeEvents(ctx, l, c, logger, func(ctx context.Context, r Recorded) error {
+		return keys.Shred(ctx, []domain.Event{r.Event})
 	})
 }

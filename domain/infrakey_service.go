@@ -139,9 +139,7 @@ func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName st
 			return nil, err
 		}
 	}
-	var old *SealedSecret
 	st, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
-		old = nil
 		if err := change.check(st); err != nil {
 			return nil, err // before sealing anything for it
 		}
@@ -158,38 +156,34 @@ func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName st
 			}
 			newSealed, sealedFor = sealed, st.Key.ID
 		}
-		ev, replaced, err := st.Change(change, newPair, newSealed, m)
+		// The private half it replaces is shredded from the KeyUpdated,
+		// which names it: see Shred.
+		ev, _, err := st.Change(change, newPair, newSealed, m)
 		if err != nil {
 			return nil, err
 		}
-		old = replaced
 		return []Event{ev}, nil
 	})
 	if err != nil {
 		discardFailed(ctx, s.Sealer, newSealed, err)
 		return nil, err
 	}
-	// The replaced private half is shredded once the update is recorded.
-	discard(ctx, s.Sealer, old)
+	// The replaced private half is shredded from the KeyUpdated, which
+	// names it (ReplacedSecretID): see Shred.
 	return st.Key, nil
 }
 
-// DeleteShared deletes a shared key and destroys its private half.
+// DeleteShared deletes a shared key. Its private half is shredded from
+// the KeyDeleted: see Shred.
 func (s *InfraKeyService) DeleteShared(ctx context.Context, name string, m Meta) error {
-	var gone *SealedSecret
 	_, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
 		ev, err := st.Delete(m)
 		if err != nil {
 			return nil, err
 		}
-		gone = st.Key.PrivateKey
 		return []Event{ev}, nil
 	})
-	if err != nil {
-		return err
-	}
-	discard(ctx, s.Sealer, gone)
-	return nil
+	return err
 }
 
 // GetShared returns the shared key name.
@@ -266,12 +260,10 @@ func (s *InfraKeyService) cascadeBatch() int {
 }
 
 // Cascade deletes every key of a removed instance: one KeyDeleted each,
-// caused by the InstanceRemoved, appended in atomic batches; then it
-// destroys their data keys. A crash in between leaves data keys of deleted
-// keys, which the shredder (ServeShredder in bus) destroys from the
-// KeyDeleted events: a deleted key's private half never survives. It
-// returns how many keys it deleted; running it again after a crash
-// finishes the work and deletes nothing twice.
+// caused by the InstanceRemoved, appended in atomic batches. Their private
+// halves are shredded from those events (see Shred). It returns how many
+// keys it deleted; running it again after a crash finishes the work and
+// deletes nothing twice.
 func (s *InfraKeyService) Cascade(ctx context.Context, id string, m Meta) (int, error) {
 	deleted := 0
 	for {
@@ -284,9 +276,6 @@ func (s *InfraKeyService) Cascade(ctx context.Context, id string, m Meta) (int, 
 			return deleted, err
 		}
 		deleted += len(evs)
-		if err := s.Shred(ctx, evs); err != nil {
-			return deleted, err
-		}
 		if len(evs) == 0 || len(in.Keys) == 0 {
 			return deleted, nil
 		}
@@ -294,7 +283,13 @@ func (s *InfraKeyService) Cascade(ctx context.Context, id string, m Meta) (int, 
 }
 
 // Shred destroys the data keys that events make garbage (ShreddedSecret),
-// concurrently. Destroying a data key twice is harmless.
+// concurrently. It is the one place that destroys the private half of a
+// key that was: the shredder (ServeShredder in bus) calls it for every
+// KeyDeleted and KeyUpdated in the log, so a private half is destroyed
+// once its key's deletion is recorded, whichever replica or path recorded
+// it, and after a crash at any point. Writers destroy only what they
+// sealed for a command that was never recorded (discard). Destroying a
+// data key twice (an event delivered again) is harmless.
 func (s *InfraKeyService) Shred(ctx context.Context, evs []Event) error {
 	var ids []string
 	for _, e := range evs {

@@ -47,7 +47,7 @@ func OpenAccounts(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *s
 		return nil, err
 	}
 	p := &Accounts{kv: kv, log: log, logger: logger, docs: &docStore[domain.Account]{
-		kv: kv, log: log, kind: domain.OwnerAccount, prefix: "account.",
+		kv: kv, js: c.JS, log: log, kind: domain.OwnerAccount, prefix: "account.",
 		apply:   domain.ApplyAccountEvent,
 		version: func(a *domain.Account) uint64 { return a.Version },
 	}}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/infrakeys/infrakeys/bus"
@@ -26,6 +27,7 @@ import (
 //     an update and applying an event twice changes nothing.
 type docStore[T any] struct {
 	kv      jetstream.KeyValue
+	js      jetstream.JetStream // for pipelined document writes
 	log     *bus.EventLog
 	kind    string // owner kind
 	prefix  string // KV key prefix, e.g. "account."
@@ -179,7 +181,7 @@ func (s *docStore[T]) handle(ctx context.Context, r bus.Recorded) error {
 // does not know are removed. It returns the last sequence replayed.
 func (s *docStore[T]) rebuild(ctx context.Context) (uint64, error) {
 	docs := map[string]*T{}
-	last, err := s.log.Replay(ctx, bus.ReplayOptions{Subjects: []string{bus.KindSubjects(s.kind)}}, func(r bus.Recorded) error {
+	last, err := s.log.Replay(ctx, bus.ReplayOptions{Kinds: []string{s.kind}}, func(r bus.Recorded) error {
 		doc, err := s.apply(docs[r.Event.Owner.ID], r.Event, r.Seq)
 		if err != nil {
 			return err
@@ -200,8 +202,87 @@ func (s *docStore[T]) rebuild(ctx context.Context) (uint64, error) {
 // round trips to NATS, which overlap.
 const rebuildWorkers = 16
 
-// replaceAll replaces every document in docs.
+// replaceAll replaces every document in docs. Documents the bucket does
+// not have yet (all of them, in a bucket rebuilt from nothing) are created
+// in one pipeline of asynchronous publishes, each a create that fails if
+// the document appeared meanwhile; the others, and those that appeared,
+// are compared and replaced one by one (replace).
 func (s *docStore[T]) replaceAll(ctx context.Context, docs map[string]*T) error {
+	existing, err := s.keys(ctx)
+	if err != nil {
+		return err
+	}
+	var fresh, known []string
+	for id := range docs {
+		if existing[s.key(id)] {
+			known = append(known, id)
+		} else {
+			fresh = append(fresh, id)
+		}
+	}
+	appeared, err := s.createAll(ctx, fresh, docs)
+	if err != nil {
+		return err
+	}
+	return s.replaceEach(ctx, append(known, appeared...), docs)
+}
+
+// createAll creates the documents of ids, pipelined, and returns the ids
+// whose document appeared in the bucket meanwhile (a writer or the
+// projection's consumer got there first): those are left to replace.
+//
+// A created document reflects the log as replayed, without the owner's
+// events appended since: those are in the log, and the projection's
+// consumer brings the document up to date when it handles them (handle),
+// as it does after any writer that stopped between its append and its
+// document.
+func (s *docStore[T]) createAll(ctx context.Context, ids []string, docs map[string]*T) ([]string, error) {
+	acks := make([]jetstream.PubAckFuture, len(ids))
+	for i, id := range ids {
+		data, err := json.Marshal(docs[id])
+		if err != nil {
+			return nil, err
+		}
+		m := nats.NewMsg("$KV." + s.kv.Bucket() + "." + s.key(id))
+		m.Data = data
+		// Revision 0: only if the key has no document, as kv.Create.
+		if acks[i], err = s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+			return nil, fmt.Errorf("projections: rebuild %s %s: %w", s.kind, id, err)
+		}
+	}
+	var appeared []string
+	for i, ack := range acks {
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				appeared = append(appeared, ids[i])
+				continue
+			}
+			return nil, fmt.Errorf("projections: rebuild %s %s: %w", s.kind, ids[i], err)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return appeared, nil
+}
+
+// keys returns the KV keys of this kind's documents.
+func (s *docStore[T]) keys(ctx context.Context) (map[string]bool, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, s.prefix+"*")
+	if err != nil {
+		return nil, fmt.Errorf("projections: list %s: %w", s.prefix, err)
+	}
+	keys := map[string]bool{}
+	for k := range lister.Keys() {
+		keys[k] = true
+	}
+	return keys, nil
+}
+
+// replaceEach replaces the documents of ids, a few at a time.
+func (s *docStore[T]) replaceEach(ctx context.Context, list []string, docs map[string]*T) error {
 	ids := make(chan string)
 	errs := make(chan error, rebuildWorkers)
 	var wg sync.WaitGroup
@@ -217,7 +298,7 @@ func (s *docStore[T]) replaceAll(ctx context.Context, docs map[string]*T) error 
 	}
 	var err error
 feed:
-	for id := range docs {
+	for _, id := range list {
 		select {
 		case ids <- id:
 		case err = <-errs:
@@ -281,21 +362,14 @@ func (s *docStore[T]) same(stored []byte, doc *T) bool {
 
 // removeUnknown deletes this kind's documents of owners without events.
 func (s *docStore[T]) removeUnknown(ctx context.Context, known map[string]*T) error {
-	lister, err := s.kv.ListKeysFiltered(ctx, s.prefix+"*")
+	stored, err := s.keys(ctx)
 	if err != nil {
-		return fmt.Errorf("projections: list %s: %w", s.prefix, err)
+		return err
 	}
-	want := map[string]bool{}
 	for id := range known {
-		want[s.key(id)] = true
+		delete(stored, s.key(id))
 	}
-	var stale []string
-	for k := range lister.Keys() {
-		if !want[k] {
-			stale = append(stale, k)
-		}
-	}
-	for _, k := range stale {
+	for k := range stored {
 		if err := s.kv.Purge(ctx, k); err != nil {
 			return fmt.Errorf("projections: remove stale %s: %w", k, err)
 		}

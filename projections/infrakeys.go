@@ -50,12 +50,12 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 	}
 	p := &InfraKeys{kv: kv, log: log, logger: logger,
 		shared: &docStore[domain.SharedKey]{
-			kv: kv, log: log, kind: domain.OwnerShared, prefix: "shared.",
+			kv: kv, js: c.JS, log: log, kind: domain.OwnerShared, prefix: "shared.",
 			apply:   domain.ApplySharedKeyEvent,
 			version: func(s *domain.SharedKey) uint64 { return s.Version },
 		},
 		instances: &docStore[domain.Instance]{
-			kv: kv, log: log, kind: domain.OwnerInstance, prefix: "instance.",
+			kv: kv, js: c.JS, log: log, kind: domain.OwnerInstance, prefix: "instance.",
 			apply:   domain.ApplyInstanceEvent,
 			version: func(in *domain.Instance) uint64 { return in.Version },
 		},

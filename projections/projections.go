@@ -186,58 +186,12 @@ func Lag(ctx context.Context, log *bus.EventLog, name string) (uint64, error) {
 // until ctx ends. handle must be idempotent: a message may be delivered
 // more than once, and replicas share the consumer.
 func runConsumer(ctx context.Context, log *bus.EventLog, logger *slog.Logger, name string, filters []string, handle func(context.Context, bus.Recorded) error) error {
-	var cons jetstream.Consumer
-	for {
-		var err error
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		cons, err = log.Stream().CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
-			Durable:        ConsumerName(name),
-			Description:    "keeps the " + name + " read model up to date",
-			FilterSubjects: filters,
-			DeliverPolicy:  jetstream.DeliverAllPolicy,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        projectionAckWait,
-			MaxAckPending:  1024,
-		})
-		cancel()
-		if err == nil {
-			break
-		}
-		logger.Warn("projection consumer not ready; retrying", "projection", name, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		md, err := m.Metadata()
-		if err != nil {
-			_ = m.Term()
-			return
-		}
-		r, err := bus.Decode(m.Subject(), md.Sequence.Stream, m.Data())
-		if err != nil {
-			logger.Error("projection: undecodable event; skipped", "projection", name, "seq", md.Sequence.Stream, "err", err)
-			_ = m.Term()
-			return
-		}
-		if err := handle(ctx, r); err != nil {
-			logger.Warn("projection: apply failed; will retry", "projection", name, "seq", r.Seq, "err", err)
-			_ = m.NakWithDelay(time.Second)
-			return
-		}
-		_ = m.Ack()
-	}, jetstream.PullMaxMessages(projectionBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if ctx.Err() == nil {
-			logger.Debug("projection consumer", "projection", name, "err", err)
-		}
-	}))
-	if err != nil {
-		return fmt.Errorf("projections: consume %s: %w", name, err)
-	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
-	return nil
+	return bus.ServeEvents(ctx, log, bus.EventConsumer{
+		Name:          ConsumerName(name),
+		Description:   "keeps the " + name + " read model up to date",
+		Subjects:      filters,
+		AckWait:       projectionAckWait,
+		MaxAckPending: 1024,
+		Batch:         projectionBatch,
+	}, logger.With("projection", name), handle)
 }

@@ -37,7 +37,7 @@ func OpenTokens(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slo
 		return nil, err
 	}
 	p := &Tokens{kv: kv, log: log, logger: logger, docs: &docStore[domain.Token]{
-		kv: kv, log: log, kind: domain.OwnerToken, prefix: "token.",
+		kv: kv, js: c.JS, log: log, kind: domain.OwnerToken, prefix: "token.",
 		apply:   domain.ApplyTokenEvent,
 		version: func(t *domain.Token) uint64 { return t.Version },
 	}}

@@ -266,6 +266,7 @@ func TestLMCryptoShredding(t *testing.T) {
 	replacement := MustOpenSSHPEM(t, MustKey(t))
 	wantStatus(t, k.Admin.Do(t, "DELETE", keyPath("doomed"), nil), http.StatusNoContent)
 	wantStatus(t, k.Admin.Do(t, "PUT", keyPath("replaced"), map[string]any{"privateKey": replacement}), http.StatusNoContent)
+	k.WaitShredded(t)
 	k.Stop(t)
 
 	o = MustOpenOffline(t, k)
@@ -320,6 +321,23 @@ func TestLMCryptoShredding(t *testing.T) {
 	}
 	if len(history["doomed"]) == 0 || len(history["replaced"]) != 2 {
 		t.Errorf("history %v: the log should still hold every ciphertext", history)
+	}
+}
+
+// WaitShredded waits until keysd's shredder has handled every key event
+// in the log: the data keys of deleted and replaced private halves are
+// destroyed moments after their event, not by the request that recorded
+// it.
+func (k *keysd) WaitShredded(tb testing.TB) {
+	tb.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		backlog, ok := metricValue(k.scrape(tb), "keysd_shredder_backlog", nil)
+		if ok && backlog == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the shredder's backlog is %v after 30s", backlog)
+		}
 	}
 }
 

@@ -121,19 +121,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 	if err != nil {
 		return err
 	}
-	accounts, err := projections.OpenAccounts(ctx, conn, eventLog, logger.With("component", "projections"))
+	models, err := projections.Open(ctx, conn, eventLog, logger.With("component", "projections"))
 	if err != nil {
 		return err
 	}
-	infra, err := projections.OpenInfraKeys(ctx, conn, eventLog, logger.With("component", "projections"))
-	if err != nil {
-		return err
-	}
-	tokens, err := projections.OpenTokens(ctx, conn, eventLog, logger.With("component", "projections"))
-	if err != nil {
-		return err
-	}
-	projectionNames := []string{accounts.Name(), infra.Name(), tokens.Name()}
+	accounts, infra, tokens := models.Accounts, models.InfraKeys, models.Tokens
+	projectionNames := models.Names()
 	met := newMetrics(eventLog, intake, projectionNames, logger.With("component", "metrics"))
 	eventLog.Observe(met)
 	dataKeys, err := bus.OpenDataKeys(ctx, conn)
@@ -156,10 +149,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup
-	for _, p := range []interface {
-		Name() string
-		Run(context.Context) error
-	}{accounts, infra, tokens} {
+	for _, p := range models.All() {
 		workers.Go(func() {
 			if err := p.Run(workCtx); err != nil {
 				logger.Error("projection stopped", "projection", p.Name(), "err", err)
@@ -214,7 +204,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 		Tokens:                tokenSvc,
 		Rewrap:                func(ctx context.Context) (any, error) { return vault.Rewrap(ctx) },
 		Repo:                  accounts,
-		Projections:           []khttp.Rebuilder{accounts, infra, tokens},
+		Projections:           rebuilders(models),
 		Logger:                logger.With("component", "http"),
 		AllowLegacySignatures: cfg.AllowLegacySignatures,
 		ClockSkew:             cfg.ClockSkew,
@@ -246,6 +236,15 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 	err = srv.Serve(ctx, l)
 	logger.Info("keysd stopping")
 	return err
+}
+
+// rebuilders returns every projection of models, for operators to rebuild.
+func rebuilders(models *projections.Set) []khttp.Rebuilder {
+	var out []khttp.Rebuilder
+	for _, p := range models.All() {
+		out = append(out, p)
+	}
+	return out
 }
 
 // bootstrap makes sure the operator account exists with the key in
