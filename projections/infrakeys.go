@@ -17,6 +17,14 @@ const InfraKeysName = "infrakeys"
 
 const infraKeysSchema = 1
 
+// Memory bounds of the states held (stateCache): shared keys are one key
+// each (about 6,000 with sealed private halves); an instance holds all its
+// keys, so its budget takes an instance of 10,000 keys with a few more.
+const (
+	sharedCacheBytes    = 16 << 20
+	instancesCacheBytes = 64 << 20
+)
+
 // InfraKeysBucket holds one document per shared key name ("shared.<name>")
 // and one per resource instance ("instance.<id>"). Private halves appear
 // in it only sealed.
@@ -47,11 +55,15 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 			kv: kv, log: log, kind: domain.OwnerShared, prefix: "shared.",
 			apply:   domain.ApplySharedKeyEvent,
 			version: func(s *domain.SharedKey) uint64 { return s.Version },
+			clone:   cloneSharedKey,
+			cache:   newStateCache(sharedCacheBytes, sharedKeySize),
 		},
 		instances: &docStore[domain.Instance]{
 			kv: kv, log: log, kind: domain.OwnerInstance, prefix: "instance.",
 			apply:   domain.ApplyInstanceEvent,
 			version: func(in *domain.Instance) uint64 { return in.Version },
+			clone:   cloneInstance,
+			cache:   newStateCache(instancesCacheBytes, instanceSize),
 		},
 	}
 	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, infraKeysSchema, logger); err != nil {

@@ -15,6 +15,9 @@ const TokensName = "tokens"
 
 const tokensSchema = 1
 
+// tokensCacheBytes bounds the tokens held in memory: about 8,000.
+const tokensCacheBytes = 4 << 20
+
 // TokensBucket holds one document per API token: its roles and the hash
 // of its secret, never the secret.
 const TokensBucket = "KEYSD_TOKENS"
@@ -40,6 +43,8 @@ func OpenTokens(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slo
 		kv: kv, log: log, kind: domain.OwnerToken, prefix: "token.",
 		apply:   domain.ApplyTokenEvent,
 		version: func(t *domain.Token) uint64 { return t.Version },
+		clone:   cloneToken,
+		cache:   newStateCache(tokensCacheBytes, tokenSize),
 	}}
 	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, tokensSchema, logger); err != nil {
 		return nil, err
