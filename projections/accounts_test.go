@@ -89,7 +89,7 @@ func TestAccounts_ReadYourWrites(t *testing.T) {
 	t.Run("DocumentCatchesUp", func(t *testing.T) {
 		// Writers leave the document to the projection's consumer.
 		MustRun(t, e.accounts)
-		MustSettled(t, e)
+		MustSettled(t, e, projections.AccountsName)
 		a := MustLoadAccount(t, e, login)
 		doc := MustDocument(t, e, login)
 		if doc == nil {
@@ -166,7 +166,7 @@ func TestAccounts_Idempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 		MustRun(t, e.accounts)
-		MustSettled(t, e)
+		MustSettled(t, e, projections.AccountsName)
 		after := MustSnapshot(t, e)
 		sameValues(t, after, before)
 		for k, b := range before {
@@ -207,7 +207,7 @@ func TestAccounts_Rebuild(t *testing.T) {
 	MustCreateAccount(t, e, "dave", "d1")
 	MustCreateKey(t, e, "dave", "d2")
 	MustRun(t, e.accounts)
-	MustSettled(t, e)
+	MustSettled(t, e, projections.AccountsName)
 	want := MustSnapshot(t, e)
 	if got, want := len(want), 4; got != want {
 		t.Fatalf("documents: got %d, want %d", got, want)
@@ -410,7 +410,7 @@ func TestAccounts_ConcurrentCreateKey(t *testing.T) {
 		t.Errorf("events: got %d, want %d (created, first key, laptop)", got, want)
 	}
 	MustRun(t, e.accounts)
-	MustSettled(t, e)
+	MustSettled(t, e, projections.AccountsName)
 	if got, want := MustDocument(t, e, "alice").Version, a.Version; got != want {
 		t.Errorf("document version = %d, want %d", got, want)
 	}

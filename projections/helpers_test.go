@@ -208,9 +208,9 @@ func MustDocument(tb testing.TB, e *env, login string) *domain.Account {
 	return a
 }
 
-// MustSettled waits until the accounts projection's consumer has
-// applied every event in the log.
-func MustSettled(tb testing.TB, e *env) {
+// MustSettled waits until projection name's consumer has applied every
+// event in the log.
+func MustSettled(tb testing.TB, e *env, name string) {
 	tb.Helper()
 	ctx := context.Background()
 	last, err := e.log.LastSeq(ctx)
@@ -218,7 +218,7 @@ func MustSettled(tb testing.TB, e *env) {
 		tb.Fatal(err)
 	}
 	eventually(tb, "the consumer acknowledges every event", func() bool {
-		c, err := e.log.Stream().Consumer(ctx, projections.ConsumerName(projections.AccountsName))
+		c, err := e.log.Stream().Consumer(ctx, projections.ConsumerName(name))
 		if err != nil {
 			return false
 		}
@@ -235,7 +235,7 @@ func MustCatchUp(tb testing.TB, e *env) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.accounts.Run(ctx) }()
-	MustSettled(tb, e)
+	MustSettled(tb, e, projections.AccountsName)
 	stop()
 	if err := <-done; err != nil {
 		tb.Fatal(err)

@@ -15,7 +15,9 @@ import (
 // Renaming it replays the whole log into a new read model.
 const InfraKeysName = "infrakeys"
 
-const infraKeysSchema = 1
+// infraKeysSchema is the bucket's layout version. 2: instances are kept
+// per key (instanceLayout) instead of one document each.
+const infraKeysSchema = 2
 
 // Memory bounds of the states held (stateCache): shared keys are one key
 // each (about 6,000 with sealed private halves); an instance holds all its
@@ -26,8 +28,9 @@ const (
 )
 
 // InfraKeysBucket holds one document per shared key name ("shared.<name>")
-// and one per resource instance ("instance.<id>"). Private halves appear
-// in it only sealed.
+// and, per resource instance, a head ("instance.<id>") and one entry per
+// key and per driver message (instanceLayout). Private halves appear in it
+// only sealed.
 const InfraKeysBucket = "KEYSD_INFRAKEYS"
 
 // InfraKeys is the infrastructure keys read model and the domain's
@@ -35,7 +38,8 @@ const InfraKeysBucket = "KEYSD_INFRAKEYS"
 type InfraKeys struct {
 	kv        jetstream.KeyValue
 	shared    *docStore[domain.SharedKey]
-	instances *docStore[domain.Instance]
+	instances *docStore[domain.Instance] // kept per key: layout
+	layout    *instanceLayout
 	log       *bus.EventLog
 	logger    *slog.Logger
 }
@@ -50,7 +54,8 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 	if err != nil {
 		return nil, err
 	}
-	p := &InfraKeys{kv: kv, log: log, logger: logger,
+	layout := &instanceLayout{kv: kv, log: log}
+	p := &InfraKeys{kv: kv, log: log, logger: logger, layout: layout,
 		shared: &docStore[domain.SharedKey]{
 			kv: kv, log: log, kind: domain.OwnerShared, prefix: "shared.",
 			apply:   domain.ApplySharedKeyEvent,
@@ -64,6 +69,7 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 			version: func(in *domain.Instance) uint64 { return in.Version },
 			clone:   cloneInstance,
 			cache:   newStateCache(instancesCacheBytes, instanceSize),
+			stored:  layout.read,
 		},
 	}
 	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, infraKeysSchema, logger); err != nil {
@@ -83,7 +89,7 @@ func (p *InfraKeys) Run(ctx context.Context) error {
 		case domain.OwnerShared:
 			return p.shared.handle(ctx, r)
 		case domain.OwnerInstance:
-			return p.instances.handle(ctx, r)
+			return p.layout.handle(ctx, r)
 		}
 		return nil
 	})
@@ -95,7 +101,7 @@ func (p *InfraKeys) Rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	last2, err := p.instances.rebuild(ctx)
+	last2, err := p.layout.rebuild(ctx)
 	if err != nil {
 		return err
 	}
