@@ -389,30 +389,3 @@ func (s *docStore[T]) removeUnknown(ctx context.Context, known map[string]*T) er
 	}
 	return nil
 }
-
-// all returns every document of this kind (in no order).
-func (s *docStore[T]) all(ctx context.Context) ([]*T, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, s.prefix+"*")
-	if err != nil {
-		return nil, domain.Errorf(domain.EUNAVAILABLE, "read model unavailable: %v", err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	out := make([]*T, 0, len(keys))
-	for _, k := range keys {
-		id, err := bus.Untoken(k[len(s.prefix):])
-		if err != nil {
-			return nil, err
-		}
-		doc, err := s.load(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if doc != nil {
-			out = append(out, doc)
-		}
-	}
-	return out, nil
-}

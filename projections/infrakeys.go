@@ -40,8 +40,10 @@ type InfraKeys struct {
 	shared    *docStore[domain.SharedKey]
 	instances *docStore[domain.Instance] // kept per key: layout
 	layout    *instanceLayout
-	log       *bus.EventLog
-	logger    *slog.Logger
+	// sharedIndex lists shared keys.
+	sharedIndex *kindIndex[domain.SharedKey]
+	log         *bus.EventLog
+	logger      *slog.Logger
 }
 
 var _ domain.InfraKeyRepository = (*InfraKeys)(nil)
@@ -56,6 +58,7 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 	}
 	layout := &instanceLayout{kv: kv, log: log}
 	p := &InfraKeys{kv: kv, log: log, logger: logger, layout: layout,
+		sharedIndex: &kindIndex[domain.SharedKey]{log: log, kind: domain.OwnerShared, apply: domain.ApplySharedKeyEvent},
 		shared: &docStore[domain.SharedKey]{
 			kv: kv, log: log, kind: domain.OwnerShared, prefix: "shared.",
 			apply:   domain.ApplySharedKeyEvent,
@@ -122,17 +125,17 @@ func (p *InfraKeys) AppendShared(ctx context.Context, name string, expected uint
 	return p.shared.append(ctx, name, expected, events)
 }
 
-// ListShared implements domain.InfraKeyRepository: every live shared key.
+// ListShared implements domain.InfraKeyRepository: every live shared key,
+// from memory once the log says it is current (kindIndex).
 func (p *InfraKeys) ListShared(ctx context.Context) ([]domain.InfraKey, error) {
-	docs, err := p.shared.all(ctx)
+	var out []domain.InfraKey
+	err := p.sharedIndex.each(ctx, func(_ string, s *domain.SharedKey) {
+		if s.Key != nil {
+			out = append(out, *s.Key)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("projections: list shared keys: %w", err)
-	}
-	var out []domain.InfraKey
-	for _, d := range docs {
-		if d.Key != nil {
-			out = append(out, *d.Key)
-		}
 	}
 	return out, nil
 }
