@@ -33,6 +33,9 @@ type cached[T any] struct {
 	state   *T
 	version uint64
 	bytes   int
+	// extended: a state was made from this one sharing its slices'
+	// spare capacity (claim).
+	extended bool
 }
 
 func newStateCache[T any](budget int, size func(*T) int) *stateCache[T] {
@@ -83,6 +86,28 @@ func (c *stateCache[T]) put(id string, state *T, version uint64) {
 		delete(c.byID, e.id)
 		c.used -= e.bytes
 	}
+}
+
+// claim reports whether the caller may make the next state of id from
+// state sharing its slices' spare capacity: appending in place, beyond
+// the length every reader of state sees, instead of copying every
+// element (an instance with 10,000 keys would copy them all for each new
+// key). Only one next state may do so, or two would write the same
+// elements: the first claim of the state cached for id wins; any other
+// state (an older one, one not cached) is copied.
+func (c *stateCache[T]) claim(id string, state *T) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byID[id]
+	if !ok {
+		return false
+	}
+	e := el.Value.(*cached[T])
+	if e.state != state || e.extended {
+		return false
+	}
+	e.extended = true
+	return true
 }
 
 // len returns how many states are cached and their approximate bytes.

@@ -40,7 +40,10 @@ type docStore[T any] struct {
 	apply   func(doc *T, e domain.Event, seq uint64) (*T, error)
 	version func(doc *T) uint64
 	clone   func(doc *T) *T // a copy apply may change (states.go)
-	cache   *stateCache[T]
+	// extend, when set, is a copy apply may change that shares the
+	// slices' spare capacity (stateCache.claim).
+	extend func(doc *T) *T
+	cache  *stateCache[T]
 	// stored reads an owner's state from the bucket when it is not one
 	// document (instanceLayout.read); nil for one document per owner.
 	stored func(ctx context.Context, id string) (*T, error)
@@ -106,14 +109,18 @@ func (s *docStore[T]) catchUp(ctx context.Context, id string, doc *T) (*T, error
 	return doc, nil
 }
 
-// advance returns st after the events in rs, leaving st as it was: st
-// may be a cached state, which every reader shares.
-func (s *docStore[T]) advance(st *T, rs []bus.Recorded) (*T, error) {
+// advance returns id's state st after the events in rs, leaving st as it
+// was: st may be a cached state, which every reader shares.
+func (s *docStore[T]) advance(id string, st *T, rs []bus.Recorded) (*T, error) {
 	if len(rs) == 0 {
 		return st, nil
 	}
 	if st != nil {
-		st = s.clone(st)
+		if s.extend != nil && s.cache.claim(id, st) {
+			st = s.extend(st)
+		} else {
+			st = s.clone(st)
+		}
 	}
 	var err error
 	for _, r := range rs {
@@ -149,7 +156,7 @@ func (s *docStore[T]) load(ctx context.Context, id string) (*T, error) {
 	if cached && len(tail) == 0 {
 		return st, nil
 	}
-	if st, err = s.advance(st, tail); err != nil {
+	if st, err = s.advance(id, st, tail); err != nil {
 		return nil, err
 	}
 	if st != nil {
@@ -184,7 +191,7 @@ func (s *docStore[T]) append(ctx context.Context, id string, expected uint64, ev
 		for i, e := range events {
 			rs[i] = bus.Recorded{Seq: first + uint64(i), Subject: bus.OwnerSubject(e.Owner), Event: e}
 		}
-		if after, err := s.advance(st, rs); err == nil && after != nil {
+		if after, err := s.advance(id, st, rs); err == nil && after != nil {
 			s.cache.put(id, after, last)
 			return after, nil
 		}

@@ -71,6 +71,7 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 			apply:   domain.ApplyInstanceEvent,
 			version: func(in *domain.Instance) uint64 { return in.Version },
 			clone:   cloneInstance,
+			extend:  extendInstance,
 			cache:   newStateCache(instancesCacheBytes, instanceSize),
 			stored:  layout.read,
 		},

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -231,4 +233,59 @@ func TestInstances_PerKeyLayout(t *testing.T) {
 		}
 		sameValues(t, infraSnapshot(t, e), stored)
 	})
+}
+
+// Drivers adding keys to one instance at once, while others read it: the
+// states loads return stay as they were (the next state may share their
+// keys' spare capacity, never change what they hold), and every key ends
+// up there once.
+func TestInstances_ConcurrentIntake(t *testing.T) {
+	ctx := context.Background()
+	e := MustEnv(t)
+	infra, _, svc := MustIntake(t, e)
+	if _, err := svc.AddKey(ctx, "first", "vm-1", driverKey(t, "first"), domain.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := infra.LoadInstance(ctx, "vm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, keys := before.Version, slices.Clone(before.Keys)
+
+	const writers, each = 4, 6
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := infra.LoadInstance(ctx, "vm-1"); err != nil {
+					t.Error(err)
+				}
+				name := fmt.Sprintf("w%d-%d", w, i)
+				if o, err := svc.AddKey(ctx, name, "vm-1", driverKey(t, name), domain.Meta{}); err != nil || o.Outcome != domain.OutcomeCreated {
+					t.Errorf("AddKey %s = %+v, %v", name, o, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if before.Version != version || !reflect.DeepEqual(before.Keys, keys) {
+		t.Errorf("an earlier load changed: version %d, %d keys; want %d, %d", before.Version, len(before.Keys), version, len(keys))
+	}
+	after, err := infra.LoadInstance(ctx, "vm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, k := range after.Keys {
+		seen[k.Name]++
+	}
+	if got, want := len(after.Keys), 1+writers*each; got != want || len(seen) != want {
+		t.Errorf("%d keys, %d names; want %d of each", got, len(seen), want)
+	}
+	infra.ForgetStates()
+	cold, err := infra.LoadInstance(ctx, "vm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameInstance(t, "cold", cold, after)
 }

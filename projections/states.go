@@ -36,6 +36,15 @@ func cloneInstance(in *domain.Instance) *domain.Instance {
 	return &c
 }
 
+// extendInstance is cloneInstance keeping the keys' spare capacity, for
+// the one next state allowed to append there (stateCache.claim): the
+// keys of a large instance are not copied for every new one.
+func extendInstance(in *domain.Instance) *domain.Instance {
+	c := *in
+	c.Intake = maps.Clone(in.Intake)
+	return &c
+}
+
 func cloneToken(t *domain.Token) *domain.Token {
 	c := *t
 	c.Roles = slices.Clip(t.Roles)
