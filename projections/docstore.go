@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -80,6 +81,9 @@ func (s *docStore[T]) storedVersion(ctx context.Context, id string) (version, re
 	if err != nil {
 		return 0, 0, domain.Errorf(domain.EUNAVAILABLE, "read model unavailable: %v", err)
 	}
+	if v, ok := lastVersion(e.Value()); ok {
+		return v, e.Revision(), nil
+	}
 	var v struct {
 		Version uint64 `json:"version"`
 	}
@@ -88,6 +92,23 @@ func (s *docStore[T]) storedVersion(ctx context.Context, id string) (version, re
 		return 0, e.Revision(), nil
 	}
 	return v.Version, e.Revision(), nil
+}
+
+// lastVersion reads a document's version without decoding the document:
+// the domain's states end with it, so their JSON ends `"version":N}`.
+// ok is false for anything else.
+func lastVersion(doc []byte) (uint64, bool) {
+	const field = `"version":`
+	i := bytes.LastIndex(doc, []byte(field))
+	if i < 0 {
+		return 0, false
+	}
+	digits, ok := bytes.CutSuffix(doc[i+len(field):], []byte("}"))
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(digits), 10, 64)
+	return v, err == nil
 }
 
 // catchUp applies the owner's events after doc's version. doc must not
