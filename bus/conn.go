@@ -224,7 +224,8 @@ const MaxPayload = 8 << 20
 // StartEmbedded starts an in-process JetStream server that stores under dir
 // and accepts no network connections. Every write is fsynced before it is
 // acknowledged (SyncAlways): NATS's default syncs every two minutes, and an
-// OS crash in between loses acknowledged writes (FACTS.md §3).
+// OS crash in between loses acknowledged writes (docs/operations.md,
+// "Durability").
 func StartEmbedded(dir string, logger *slog.Logger) (*server.Server, error) {
 	return startEmbedded(Config{StoreDir: dir, Logger: logger})
 }
@@ -285,7 +286,7 @@ func (s *serverLog) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(for
 func (s *serverLog) Tracef(format string, v ...any)  {}
 
 // withTimeout bounds one JetStream call: on a fresh cluster without a
-// leader a call can otherwise hang until the caller's deadline (FACTS.md §3).
+// leader a call can otherwise hang until the caller's deadline.
 func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, 5*time.Second)
 }

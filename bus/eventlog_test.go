@@ -492,8 +492,8 @@ func TestAppend_Concurrent(t *testing.T) {
 }
 
 // TestStartEmbedded_SyncAlways guards durability: an acknowledged write is
-// on disk (FACTS.md §3: without sync-always an OS crash loses
-// acknowledged writes).
+// on disk (without sync-always an OS crash loses acknowledged writes:
+// docs/operations.md, "Durability").
 func TestStartEmbedded_SyncAlways(t *testing.T) {
 	c := MustConnect(t, t.TempDir())
 	ns := c.Server()

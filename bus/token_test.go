@@ -12,7 +12,7 @@ import (
 	"github.com/infrakeys/infrakeys/domain"
 )
 
-// kvKeyRE is what NATS accepts as a KV key (FACTS.md §3); a token must
+// kvKeyRE is what NATS accepts as a KV key; a token must
 // also hold no '.' or '/', which separate key segments and subject tokens.
 var kvKeyRE = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
 

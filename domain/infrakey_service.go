@@ -376,7 +376,7 @@ func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpos
 // Substitute replaces every key property ({"type": "key", "value": name})
 // in each section of props ("properties", "privateProperties", ...) with
 // the key itself, as the resource manager does before a request goes to a
-// driver (FACTS.md §2). Other properties pass through. Names resolve to
+// driver (docs/api.md, "Key substitution"). Other properties pass through. Names resolve to
 // the instance's keys first (when instanceID is set), then to the shared
 // pool. Every name must resolve to a key with a private half, or nothing is
 // substituted and the error names every problem.

@@ -17,7 +17,7 @@ func isLMRequest(c echo.Context) bool {
 	return strings.HasPrefix(c.Request().URL.Path, lmPrefix)
 }
 
-// lmStatuses maps domain error codes to LM statuses (FACTS.md §2).
+// lmStatuses maps domain error codes to LM statuses (docs/api.md).
 var lmStatuses = map[string]int{
 	domain.EINVALID:         http.StatusBadRequest,
 	domain.EMISSING:         http.StatusBadRequest,
@@ -47,7 +47,7 @@ func (s *Server) handleLMError(err error, c echo.Context) {
 	var ee *echo.HTTPError
 	switch {
 	case errors.As(err, &he):
-		status, msg = http.StatusUnauthorized, he.msg
+		status, msg = http.StatusUnauthorized, he.lmMessage()
 	case errors.As(err, &ee):
 		status = ee.Code
 		switch ee.Code {

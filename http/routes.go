@@ -20,14 +20,14 @@ func (s *Server) routes() {
 		e.GET("/metrics", s.handleMetrics)
 	}
 
-	// CloudAPI account keys (FACTS.md §1). "my" stands for the signer.
+	// CloudAPI account keys. "my" stands for the signer.
 	keys := e.Group("", s.authenticate)
 	keys.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys", s.handleKeyList)
 	keys.POST("/:login/keys", s.handleKeyCreate)
 	keys.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys/:key", s.handleKeyGet)
 	keys.DELETE("/:login/keys/:key", s.handleKeyDelete)
 
-	// Lifecycle Manager infrastructure keys (FACTS.md §2): bearer tokens
+	// Lifecycle Manager infrastructure keys: bearer tokens
 	// with roles, or operators signing with HTTP Signature.
 	lm := e.Group(lmPrefix, s.authenticateLM)
 	read, manage, private := requireRole(domain.RoleKeysRead), requireRole(domain.RoleKeysManage), requireRole(domain.RolePrivateRead)

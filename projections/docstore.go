@@ -244,7 +244,7 @@ func (s *docStore[T]) store(ctx context.Context, id string, doc *T, rev uint64) 
 	}
 	// A compare-and-set conflict is error 10071 on a single server, which
 	// nats.go reports as ErrKeyExists, and 10164 on replicated buckets,
-	// which Update reports only as ErrKeyRevisionMismatch (FACTS.md §3).
+	// which Update reports only as ErrKeyRevisionMismatch.
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return fmt.Errorf("%w: %w", errMoved, err)
 	}

@@ -42,7 +42,7 @@ const metaKey = "meta"
 // re-checked against the log before use.
 //
 // On a cluster, reads of a bucket are direct gets that any replica
-// answers, the nearest first, and a follower may lag (FACTS.md §3): a
+// answers, the nearest first, and a follower may lag: a
 // document read may be stale. That is allowed for: reads add the owner's
 // events after the document, read from the event stream's leader
 // (docStore.load), and writes to a document are compare-and-set on the
@@ -61,7 +61,7 @@ func openBucket(ctx context.Context, c *bus.Conn, name, description string) (kv 
 	}
 	// A fresh cluster may have no JetStream leader yet, and replicas
 	// starting together create the bucket at once: a single call can time
-	// out where a retry succeeds (FACTS.md §3).
+	// out where a retry succeeds.
 	err = bus.Retry(ctx, func(ctx context.Context) (err error) {
 		kv, err = c.JS.CreateOrUpdateKeyValue(ctx, cfg)
 		return err

@@ -299,7 +299,8 @@ func send(tb testing.TB, req *http.Request) *response {
 	return r
 }
 
-// checkHeaders asserts the headers of FACTS.md §1 on every response.
+// checkHeaders asserts the headers CloudAPI sends on every response
+// (docs/api.md, "Headers").
 func checkHeaders(tb testing.TB, req *http.Request, r *response) {
 	tb.Helper()
 	for _, h := range []string{"Date", "Api-Version", "Request-Id", "Response-Time", "Server"} {

@@ -72,7 +72,7 @@ func TestCreateKey(t *testing.T) {
 		{"ErrNameSlash", map[string]any{"key": AuthorizedKey(t, MustKey(t), ""), "name": "a/b"}, 409, "InvalidArgument", "name"},
 		{"ErrDSA", map[string]any{"key": dsaLine}, 409, "InvalidArgument", "DSA (ssh-dss) keys are insecure and not accepted"},
 		{"ErrBadJSON", "{not json", 400, "BadRequest", "JSON"},
-		// The order of the checks (FACTS.md §1): each request fails two of
+		// The order of the checks (CloudAPI's, docs/api.md): each request fails two of
 		// them and must get the first one's answer.
 		{"ErrOrderMissingKeyBeforeAttestation", map[string]any{"attestation": "pem"}, 409, "MissingParameter", "key is a required argument"},
 		{"ErrOrderInvalidKeyBeforeAttestation", map[string]any{"key": "not a key", "attestation": "pem"}, 409, "InvalidArgument", "key is invalid"},
