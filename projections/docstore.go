@@ -266,9 +266,14 @@ func (s *docStore[T]) handle(ctx context.Context, r bus.Recorded) error {
 		if stored >= r.Seq {
 			return nil // a duplicate, or another consumer got there first
 		}
-		st, err := s.load(ctx, id)
-		if err != nil {
-			return err
+		// A state in memory that reflects the event will do (the writer's,
+		// on its replica): the document need not be the newest, only move
+		// forward, which the compare-and-set below sees to.
+		st, version, cached := s.cache.get(id)
+		if !cached || version < r.Seq {
+			if st, err = s.load(ctx, id); err != nil {
+				return err
+			}
 		}
 		if st == nil || s.version(st) <= stored {
 			return nil
