@@ -44,7 +44,11 @@ type docStore[T any] struct {
 	// extend, when set, is a copy apply may change that shares the
 	// slices' spare capacity (stateCache.claim).
 	extend func(doc *T) *T
-	cache  *stateCache[T]
+	// advanceMany, when set, applies several events to a state at once
+	// without changing it, where applying them one by one would cost too
+	// much (advanceInstance).
+	advanceMany func(doc *T, rs []bus.Recorded) (*T, error)
+	cache       *stateCache[T]
 	// stored reads an owner's state from the bucket when it is not one
 	// document (instanceLayout.read); nil for one document per owner.
 	stored func(ctx context.Context, id string) (*T, error)
@@ -136,6 +140,9 @@ func (s *docStore[T]) advance(id string, st *T, rs []bus.Recorded) (*T, error) {
 	if len(rs) == 0 {
 		return st, nil
 	}
+	if st != nil && len(rs) > 1 && s.advanceMany != nil {
+		return s.advanceMany(st, rs)
+	}
 	if st != nil {
 		if s.extend != nil && s.cache.claim(id, st) {
 			st = s.extend(st)
@@ -170,7 +177,7 @@ func (s *docStore[T]) load(ctx context.Context, id string) (*T, error) {
 			version = s.version(st)
 		}
 	}
-	tail, err := s.log.ReadOwner(ctx, s.owner(id), version)
+	tail, err := readTail(ctx, s.log, bus.OwnerSubject(s.owner(id)), version)
 	if err != nil {
 		return nil, err
 	}

@@ -14,8 +14,8 @@ import (
 // kind's wildcard subject (one round trip), and when the index has applied
 // every event up to it, answers from memory, without a round trip per
 // owner. An index that is behind reads the events it misses from the log
-// first: a few one by one, more through a replay. The first list replays
-// the kind from the start of the log.
+// first (readTail). The first list reads the kind from the start of the
+// log.
 //
 // Memory: every owner of the kind, deleted ones included (a deleted
 // shared key keeps its name and intake records); about what the kind's
@@ -29,10 +29,6 @@ type kindIndex[T any] struct {
 	states map[string]*T
 	last   uint64 // every event of the kind up to here is applied
 }
-
-// indexStep is how many events an index behind the log reads one by one
-// before it replays the rest instead.
-const indexStep = 16
 
 // each calls f with the state of every owner of the kind as of the last
 // event of the kind in the log, under the index's lock: f must copy what
@@ -59,27 +55,22 @@ func (x *kindIndex[T]) each(ctx context.Context, f func(id string, st *T)) error
 	return nil
 }
 
-// catchUp applies the kind's events after x.last, up to latest at least.
+// catchUp applies the kind's events after x.last, read from the log
+// (readTail).
 func (x *kindIndex[T]) catchUp(ctx context.Context, subject string, latest uint64) error {
-	if x.last > 0 {
-		rs, more, err := x.log.ReadSubject(ctx, subject, x.last, indexStep)
-		if err != nil {
+	rs, err := readTail(ctx, x.log, subject, x.last)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if err := x.add(r); err != nil {
 			return err
 		}
-		for _, r := range rs {
-			if err := x.add(r); err != nil {
-				return err
-			}
-		}
-		if !more && x.last >= latest {
-			return nil
-		}
 	}
-	_, err := x.log.Replay(ctx, bus.ReplayOptions{Subjects: []string{subject}, StartSeq: x.last + 1}, x.add)
-	if err == nil && x.last < latest {
-		err = fmt.Errorf("replay ended at %d before %d", x.last, latest)
+	if x.last < latest {
+		return fmt.Errorf("read up to %d, the log has %d", x.last, latest)
 	}
-	return err
+	return nil
 }
 
 // add applies r, which must come after every event applied.

@@ -68,12 +68,13 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 		},
 		instances: &docStore[domain.Instance]{
 			kv: kv, log: log, kind: domain.OwnerInstance, prefix: "instance.",
-			apply:   domain.ApplyInstanceEvent,
-			version: func(in *domain.Instance) uint64 { return in.Version },
-			clone:   cloneInstance,
-			extend:  extendInstance,
-			cache:   newStateCache(instancesCacheBytes, instanceSize),
-			stored:  layout.read,
+			apply:       domain.ApplyInstanceEvent,
+			version:     func(in *domain.Instance) uint64 { return in.Version },
+			clone:       cloneInstance,
+			extend:      extendInstance,
+			advanceMany: advanceInstance,
+			cache:       newStateCache(instancesCacheBytes, instanceSize),
+			stored:      layout.read,
 		},
 	}
 	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, infraKeysSchema, logger); err != nil {
