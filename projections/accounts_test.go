@@ -86,6 +86,17 @@ func TestAccounts_ReadYourWrites(t *testing.T) {
 		}
 		check(t, []string{"laptop", "yubikey"})
 	})
+	t.Run("LongTail", func(t *testing.T) {
+		// More events than a read takes one by one: the other replica
+		// reads them through a replay, then from the leader.
+		want := []string{"laptop", "yubikey"}
+		for i := range 40 {
+			name := fmt.Sprintf("bulk%02d", i)
+			MustCreateKey(t, e, login, name)
+			want = append(want, name)
+		}
+		check(t, want)
+	})
 	t.Run("DocumentCatchesUp", func(t *testing.T) {
 		// Writers leave the document to the projection's consumer.
 		MustRun(t, e.accounts)
