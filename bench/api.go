@@ -55,8 +55,8 @@ func (b *bench) measureReads(ctx context.Context, k *process, rep *report) error
 		return signedTarget(t, alice, "GET", k.URL+"/alice/keys", nil)
 	}, http.StatusOK)
 
-	rep.ratio("GetKey, signed (ed25519) vs no-op Echo handler", get, base, 0.5)
-	rep.ratio(fmt.Sprintf("ListKeys (%d keys), signed vs no-op Echo handler", readKeys), list, base, 0.5)
+	rep.ratio("GetKey, signed (ed25519) vs no-op Echo handler", get, base, 0.6)
+	rep.ratio(fmt.Sprintf("ListKeys (%d keys), signed vs no-op Echo handler", readKeys), list, base, 0.6)
 	return nil
 }
 

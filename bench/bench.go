@@ -30,6 +30,16 @@ func (b *bench) run(ctx context.Context) *report {
 	if slices.Contains(b.cfg.Phases, "cascade") {
 		b.cascade(ctx, rep)
 	}
+	if slices.Contains(b.cfg.Phases, "intake") {
+		if err := b.measureIntake(ctx, rep); err != nil {
+			rep.fail("driver intake into one instance", err)
+		}
+	}
+	if slices.Contains(b.cfg.Phases, "list") {
+		if err := b.measureList(ctx, rep); err != nil {
+			rep.fail("listing shared keys", err)
+		}
+	}
 	return rep
 }
 
@@ -71,6 +81,6 @@ func (b *bench) measureAPI(ctx context.Context, rep *report) error {
 		return err
 	}
 	rep.ratio(fmt.Sprintf("CreateKey (read-your-writes) vs raw JetStream publish of %d bytes, SyncAlways, %d in flight", len(model.Data), b.cfg.Concurrency), creates, raw, 0.5)
-	rep.value("CreateKey time, means from keysd's /metrics (the rest: signature, account loads, the document's compare-and-set write)", split, "", "")
+	rep.value("CreateKey time, means from keysd's /metrics (the rest: signature, account loads, applying the event)", split, "", "")
 	return nil
 }

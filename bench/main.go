@@ -71,7 +71,11 @@ type Config struct {
 	// CascadeKeys are the keys of the instance removed in the cascade
 	// phase.
 	CascadeKeys int
-	// Phases to run, of "api", "store", "rebuild" and "cascade".
+	// IntakeKeys are the keys the intake phase gives one instance.
+	IntakeKeys int
+	// SharedKeys are the shared keys the list phase lists.
+	SharedKeys int
+	// Phases to run, of allPhases.
 	Phases []string
 	// RebuildProfile, when set, receives the CPU profile of the rebuild
 	// into an empty bucket.
@@ -79,7 +83,7 @@ type Config struct {
 }
 
 // allPhases are the phases, in the order they run.
-var allPhases = []string{"api", "store", "rebuild", "cascade"}
+var allPhases = []string{"api", "store", "rebuild", "cascade", "intake", "list"}
 
 func (c *Config) setDefaults() {
 	c.Duration = 10 * time.Second
@@ -87,6 +91,8 @@ func (c *Config) setDefaults() {
 	c.Keys = 100_000
 	c.KeysPerAccount = 10
 	c.CascadeKeys = 1000
+	c.IntakeKeys = 10_000
+	c.SharedKeys = 10_000
 	c.Phases = allPhases
 }
 
@@ -110,6 +116,12 @@ func (c *Config) Validate() error {
 	if c.CascadeKeys < 1 {
 		errs = append(errs, errors.New("-cascade-keys must be at least 1"))
 	}
+	if c.IntakeKeys < 1 {
+		errs = append(errs, errors.New("-intake-keys must be at least 1"))
+	}
+	if c.SharedKeys < 1 {
+		errs = append(errs, errors.New("-shared-keys must be at least 1"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -125,8 +137,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "keys keysd holds in the store phase, and the rebuild phase replays")
 	fs.IntVar(&cfg.KeysPerAccount, "keys-per-account", cfg.KeysPerAccount, "keys per account in those phases")
 	fs.IntVar(&cfg.CascadeKeys, "cascade-keys", cfg.CascadeKeys, "keys of the instance removed in the cascade phase")
+	fs.IntVar(&cfg.IntakeKeys, "intake-keys", cfg.IntakeKeys, "keys the intake phase gives one instance, 100 at a time")
+	fs.IntVar(&cfg.SharedKeys, "shared-keys", cfg.SharedKeys, "shared keys the list phase lists")
 	fs.StringVar(&cfg.RebuildProfile, "rebuild-cpuprofile", "", "write the CPU profile of the rebuild into an empty bucket to this file")
-	fs.Func("phases", "comma-separated phases to run: api (reads, writes), store (memory, start-up), rebuild (projection rebuild), cascade (default: all)", func(v string) error {
+	fs.Func("phases", "comma-separated phases to run: api (reads, writes), store (memory, start-up), rebuild (projection rebuild), cascade, intake (per-key cost in one instance), list (shared keys) (default: all)", func(v string) error {
 		cfg.Phases = strings.Split(v, ",")
 		return nil
 	})

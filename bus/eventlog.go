@@ -264,27 +264,55 @@ func (l *EventLog) landed(ctx context.Context, subject string, expected uint64, 
 // ReadOwner returns owner's events stored after sequence after, in order.
 // It reads from the stream leader, so it sees every acknowledged write.
 func (l *EventLog) ReadOwner(ctx context.Context, owner domain.Owner, after uint64) ([]Recorded, error) {
-	subject := OwnerSubject(owner)
-	var out []Recorded
-	for {
+	rs, _, err := l.ReadSubject(ctx, OwnerSubject(owner), after, 0)
+	return rs, err
+}
+
+// ReadSubject returns the events on subject (a wildcard is allowed)
+// stored after sequence after, in order, at most max of them (0: all);
+// more reports that max were read and more may follow. It reads from the
+// stream leader, one round trip per event plus one: for short tails (a
+// whole kind is cheaper through Replay).
+func (l *EventLog) ReadSubject(ctx context.Context, subject string, after uint64, max int) (rs []Recorded, more bool, err error) {
+	for max == 0 || len(rs) < max {
 		var m *jetstream.RawStreamMsg
 		err := retry(ctx, func(ctx context.Context) (err error) {
 			m, err = l.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subject))
 			return err
 		})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return out, nil
+			return rs, false, nil
 		}
 		if err != nil {
-			return nil, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", err)
+			return nil, false, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", err)
 		}
 		r, err := Decode(m.Subject, m.Sequence, m.Data)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		out = append(out, r)
+		rs = append(rs, r)
 		after = m.Sequence
 	}
+	return rs, true, nil
+}
+
+// LastSeqOf returns the sequence of the last event on subject (a wildcard
+// is allowed, e.g. KindSubjects), 0 when there is none. One round trip to
+// the stream leader (the stream allows no direct gets), so it reflects
+// every acknowledged write.
+func (l *EventLog) LastSeqOf(ctx context.Context, subject string) (uint64, error) {
+	var m *jetstream.RawStreamMsg
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		m, err = l.stream.GetLastMsgForSubject(ctx, subject)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, domain.Errorf(domain.EUNAVAILABLE, "event log unavailable: %v", err)
+	}
+	return m.Sequence, nil
 }
 
 // Decode reads an event message.

@@ -3,6 +3,9 @@ package http
 import (
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -115,9 +118,16 @@ func (s *Server) handleSharedCreate(c echo.Context) error {
 }
 
 // handleSharedList serves GET /api/resource-manager/infrastructure-keys/shared,
-// sorted by name.
+// sorted by name: every key, or with ?limit=N one page of at most N keys
+// after the name ?after= (exclusive), and a Link rel="next" header to the
+// next page while more remain. LM itself does not page; a client that
+// sends neither parameter gets every key, as from LM.
 func (s *Server) handleSharedList(c echo.Context) error {
 	include, err := includePrivate(c)
+	if err != nil {
+		return err
+	}
+	limit, err := pageLimit(c)
 	if err != nil {
 		return err
 	}
@@ -125,11 +135,42 @@ func (s *Server) handleSharedList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if after := c.QueryParam("after"); after != "" {
+		i, _ := slices.BinarySearchFunc(keys, after, func(k domain.InfraKey, name string) int { return strings.Compare(k.Name, name) })
+		for i < len(keys) && keys[i].Name == after {
+			i++
+		}
+		keys = keys[i:]
+	}
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+		next := url.Values{"limit": {strconv.Itoa(limit)}, "after": {keys[limit-1].Name}}
+		if include {
+			next.Set("includePrivateKey", "true")
+		}
+		c.Response().Header().Set("Link", "<"+lmPrefix+"/shared?"+next.Encode()+`>; rel="next"`)
+	}
 	out, err := s.views(c, keys, include)
 	if err != nil {
 		return err
 	}
 	return lmWrite(c, http.StatusOK, out)
+}
+
+// maxPageLimit bounds ?limit= of a paged list.
+const maxPageLimit = 1000
+
+// pageLimit reads ?limit=: 0 when absent (no paging).
+func pageLimit(c echo.Context) (int, error) {
+	v := c.QueryParam("limit")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxPageLimit {
+		return 0, domain.Errorf(domain.EINVALID, "limit must be a whole number from 1 to %d, not %q", maxPageLimit, v)
+	}
+	return n, nil
 }
 
 // handleSharedGet serves GET /api/resource-manager/infrastructure-keys/shared/:name

@@ -21,14 +21,19 @@ const AccountsName = "accounts"
 // node rebuild the bucket at start-up.
 const accountsSchema = 1
 
+// accountsCacheBytes bounds the accounts held in memory (stateCache):
+// about 8,000 accounts of 10 keys.
+const accountsCacheBytes = 32 << 20
+
 // AccountsBucket holds one document per account: the account and its keys,
 // with the log position it reflects.
 const AccountsBucket = "KEYSD_ACCOUNTS"
 
 // Accounts is the accounts read model, and the domain's repository for
-// accounts: it loads an account from its document plus any events the
-// document does not reflect yet, and after an append brings the document up
-// to date before returning, so the writer's next read sees its write.
+// accounts: it loads an account from memory or its document, plus any
+// events the log has after it, so every read sees every acknowledged
+// write; an append applies its events to the account it was decided
+// against, and the projection's consumer writes the document.
 type Accounts struct {
 	kv     jetstream.KeyValue
 	docs   *docStore[domain.Account]
@@ -50,6 +55,8 @@ func OpenAccounts(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *s
 		kv: kv, js: c.JS, log: log, kind: domain.OwnerAccount, prefix: "account.",
 		apply:   domain.ApplyAccountEvent,
 		version: func(a *domain.Account) uint64 { return a.Version },
+		clone:   cloneAccount,
+		cache:   newStateCache(accountsCacheBytes, accountSize),
 	}}
 	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, accountsSchema, logger); err != nil {
 		return nil, err
@@ -60,9 +67,9 @@ func OpenAccounts(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *s
 // Name implements Projection.
 func (p *Accounts) Name() string { return AccountsName }
 
-// Run keeps the read model up to date from the log until ctx ends. Writes
-// through this repository update it themselves; Run catches everything
-// else (writes by other replicas, a writer that died after appending).
+// Run keeps the read model up to date from the log until ctx ends: it
+// writes every account's document (writers do not; reads never wait for
+// it, they read the log's tail).
 func (p *Accounts) Run(ctx context.Context) error {
 	return runConsumer(ctx, p.log, p.logger, AccountsName, []string{bus.KindSubjects(domain.OwnerAccount)}, p.docs.handle)
 }
@@ -74,7 +81,7 @@ func (p *Accounts) LoadAccount(ctx context.Context, login string) (*domain.Accou
 }
 
 // AppendAccount appends events for login if its version is still expected,
-// then brings its document up to date.
+// and returns the account with them applied.
 func (p *Accounts) AppendAccount(ctx context.Context, login string, expected uint64, events []domain.Event) (*domain.Account, error) {
 	return p.docs.append(ctx, login, expected, events)
 }

@@ -45,6 +45,7 @@ func TestEmbeddedBucketsAsync(t *testing.T) {
 	}
 	e.service = &domain.AccountService{Repo: e.accounts}
 	MustCreateAccount(t, e, "alice", "a1")
+	MustCatchUp(t, e)
 	want := MustSnapshot(t, e)
 
 	// What an older keysd left: the same entries, marker included, in a

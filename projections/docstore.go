@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -15,16 +16,24 @@ import (
 	"github.com/infrakeys/infrakeys/domain"
 )
 
-// docStore keeps one KV document per owner of one kind: the owner's state
-// as of a log position. It is how every read model here works:
+// docStore keeps the read model of one kind of owner: by default one KV
+// document per owner, the owner's state as of a log position (instances
+// keep theirs per key instead: instanceLayout). It is how every read
+// model here works:
 //
-//   - load = the document plus the owner's events after it, read from the
-//     stream leader, so a read sees every acknowledged write even when the
-//     document lags or comes from a lagging follower;
-//   - refresh = bring the document up to date with the log, replacing it
-//     only if it did not change meanwhile (compare-and-set on the KV
-//     revision), so concurrent writers, consumers and replicas never lose
-//     an update and applying an event twice changes nothing.
+//   - load = the owner's state, from memory (stateCache) or else from the
+//     bucket, plus the owner's events after it, read from the stream
+//     leader, so a read sees every acknowledged write even when the state
+//     lags or came from a lagging follower. A state that is current costs
+//     one round trip (the leader answering that nothing follows it);
+//   - append = append the events, then apply them to the state they were
+//     decided against: the writer's next read (on this replica from
+//     memory, on any other from the log) sees them without reading them
+//     back;
+//   - the bucket is written by the projection's consumer (handle), off the
+//     request path: compare-and-set on the KV revision, so concurrent
+//     consumers and replicas never lose an update, and applying an event
+//     twice changes nothing.
 type docStore[T any] struct {
 	kv      jetstream.KeyValue
 	js      jetstream.JetStream // for pipelined document writes
@@ -33,6 +42,18 @@ type docStore[T any] struct {
 	prefix  string // KV key prefix, e.g. "account."
 	apply   func(doc *T, e domain.Event, seq uint64) (*T, error)
 	version func(doc *T) uint64
+	clone   func(doc *T) *T // a copy apply may change (states.go)
+	// extend, when set, is a copy apply may change that shares the
+	// slices' spare capacity (stateCache.claim).
+	extend func(doc *T) *T
+	// advanceMany, when set, applies several events to a state at once
+	// without changing it, where applying them one by one would cost too
+	// much (advanceInstance).
+	advanceMany func(doc *T, rs []bus.Recorded) (*T, error)
+	cache       *stateCache[T]
+	// stored reads an owner's state from the bucket when it is not one
+	// document (instanceLayout.read); nil for one document per owner.
+	stored func(ctx context.Context, id string) (*T, error)
 }
 
 func (s *docStore[T]) key(id string) string { return s.prefix + bus.Token(id) }
@@ -56,7 +77,48 @@ func (s *docStore[T]) document(ctx context.Context, id string) (*T, uint64, erro
 	return doc, e.Revision(), nil
 }
 
-// catchUp applies the owner's events after doc's version.
+// storedVersion reads the version and KV revision of id's document
+// without decoding the rest of it; 0, 0 when there is none.
+func (s *docStore[T]) storedVersion(ctx context.Context, id string) (version, rev uint64, err error) {
+	e, err := s.kv.Get(ctx, s.key(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, domain.Errorf(domain.EUNAVAILABLE, "read model unavailable: %v", err)
+	}
+	if v, ok := lastVersion(e.Value()); ok {
+		return v, e.Revision(), nil
+	}
+	var v struct {
+		Version uint64 `json:"version"`
+	}
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		// Unreadable: rewrite it from the log.
+		return 0, e.Revision(), nil
+	}
+	return v.Version, e.Revision(), nil
+}
+
+// lastVersion reads a document's version without decoding the document:
+// the domain's states end with it, so their JSON ends `"version":N}`.
+// ok is false for anything else.
+func lastVersion(doc []byte) (uint64, bool) {
+	const field = `"version":`
+	i := bytes.LastIndex(doc, []byte(field))
+	if i < 0 {
+		return 0, false
+	}
+	digits, ok := bytes.CutSuffix(doc[i+len(field):], []byte("}"))
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(digits), 10, 64)
+	return v, err == nil
+}
+
+// catchUp applies the owner's events after doc's version. doc must not
+// be shared (it may be changed).
 func (s *docStore[T]) catchUp(ctx context.Context, id string, doc *T) (*T, error) {
 	var after uint64
 	if doc != nil {
@@ -74,67 +136,104 @@ func (s *docStore[T]) catchUp(ctx context.Context, id string, doc *T) (*T, error
 	return doc, nil
 }
 
+// advance returns id's state st after the events in rs, leaving st as it
+// was: st may be a cached state, which every reader shares.
+func (s *docStore[T]) advance(id string, st *T, rs []bus.Recorded) (*T, error) {
+	if len(rs) == 0 {
+		return st, nil
+	}
+	if st != nil && len(rs) > 1 && s.advanceMany != nil {
+		return s.advanceMany(st, rs)
+	}
+	if st != nil {
+		if s.extend != nil && s.cache.claim(id, st) {
+			st = s.extend(st)
+		} else {
+			st = s.clone(st)
+		}
+	}
+	var err error
+	for _, r := range rs {
+		if st, err = s.apply(st, r.Event, r.Seq); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
 // load returns the owner's state as of the last event in the log; nil if
-// it has no events.
+// it has no events. The state is shared: callers must not change it.
 func (s *docStore[T]) load(ctx context.Context, id string) (*T, error) {
-	doc, _, err := s.document(ctx, id)
+	st, version, cached := s.cache.get(id)
+	if !cached {
+		var err error
+		if s.stored != nil {
+			st, err = s.stored(ctx, id)
+		} else {
+			st, _, err = s.document(ctx, id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if st != nil {
+			version = s.version(st)
+		}
+	}
+	tail, err := readTail(ctx, s.log, bus.OwnerSubject(s.owner(id)), version)
 	if err != nil {
 		return nil, err
 	}
-	return s.catchUp(ctx, id, doc)
+	if cached && len(tail) == 0 {
+		return st, nil
+	}
+	if st, err = s.advance(id, st, tail); err != nil {
+		return nil, err
+	}
+	if st != nil {
+		s.cache.put(id, st, s.version(st))
+	}
+	return st, nil
 }
 
-// append appends events if the owner's version is still expected, then
-// brings its document up to date, so the writer's next read sees them.
+// append appends events if the owner's version is still expected, and
+// returns the owner's state with them applied.
 //
-// Once the append succeeded the write is done, whatever happens to the
-// document: if it cannot be stored (other replicas keep moving it, the
-// bucket is unavailable) the state is computed from the log instead, and
-// the projection consumer brings the document up to date later.
+// The writer does not read its events back: a successful append with
+// expected means the owner's events after expected are exactly these, in
+// this order, at consecutive sequences ending at the one the log returns
+// (one publish, or one atomic batch, which the server stores under one
+// lock at consecutive sequences). So the state decided against, still in
+// the cache at version expected, plus these events is the new state. The
+// bucket catches up through the projection's consumer; reads do not wait
+// for it (load reads the log's tail).
 func (s *docStore[T]) append(ctx context.Context, id string, expected uint64, events []domain.Event) (*T, error) {
-	if _, err := s.log.Append(ctx, s.owner(id), expected, events); err != nil {
+	last, err := s.log.Append(ctx, s.owner(id), expected, events)
+	if err != nil {
 		return nil, err
 	}
-	doc, err := s.refresh(ctx, id)
-	if err != nil {
-		doc, err = s.load(ctx, id)
-		// The events are in the log even if their result cannot be read.
-		return doc, domain.OutcomeUnknown(err)
+	st, version, cached := s.cache.get(id)
+	if expected == 0 {
+		st, version, cached = nil, 0, true // the owner had no events
 	}
-	return doc, nil
-}
-
-// refresh brings the document of id up to date with the log.
-func (s *docStore[T]) refresh(ctx context.Context, id string) (*T, error) {
-	for attempt := 0; attempt < 10; attempt++ {
-		doc, rev, err := s.document(ctx, id)
-		if err != nil {
-			return nil, err
+	if cached && version == expected {
+		first := last - uint64(len(events)) + 1
+		rs := make([]bus.Recorded, len(events))
+		for i, e := range events {
+			rs[i] = bus.Recorded{Seq: first + uint64(i), Subject: bus.OwnerSubject(e.Owner), Event: e}
 		}
-		var before uint64
-		if doc != nil {
-			before = s.version(doc)
-		}
-		after, err := s.catchUp(ctx, id, doc)
-		if err != nil {
-			return nil, err
-		}
-		if after == nil || s.version(after) == before {
+		if after, err := s.advance(id, st, rs); err == nil && after != nil {
+			s.cache.put(id, after, last)
 			return after, nil
 		}
-		if err := s.store(ctx, id, after, rev); errors.Is(err, errMoved) {
-			// Someone else moved it, or is moving it, or our read came
-			// from a follower that lags: read again after a pause.
-			if err := domain.ConflictBackoff(ctx, attempt); err != nil {
-				return nil, err
-			}
-			continue
-		} else if err != nil {
-			return nil, err
-		}
-		return after, nil
 	}
-	return nil, domain.Errorf(domain.EUNAVAILABLE, "read model busy; retry")
+	// The state decided against is no longer cached (evicted, or a
+	// concurrent load moved past it): read the log.
+	st, err = s.load(ctx, id)
+	if err != nil {
+		// The events are in the log even if their result cannot be read.
+		return nil, domain.OutcomeUnknown(err)
+	}
+	return st, nil
 }
 
 // errMoved: the document is no longer at the revision a store expected.
@@ -162,17 +261,45 @@ func (s *docStore[T]) store(ctx context.Context, id string, doc *T, rev uint64) 
 }
 
 // handle is the consumer's work for one event: bring the owner's document
-// up to date unless it already reflects the event.
+// up to date unless it already reflects the event. The state comes from
+// load (memory and the log's tail); the write is compare-and-set on the
+// document's revision, so a consumer on another replica that wrote a
+// newer state meanwhile makes this one read again, never go back.
 func (s *docStore[T]) handle(ctx context.Context, r bus.Recorded) error {
-	doc, _, err := s.document(ctx, r.Event.Owner.ID)
-	if err != nil {
-		return err
+	id := r.Event.Owner.ID
+	for attempt := 0; attempt < 10; attempt++ {
+		stored, rev, err := s.storedVersion(ctx, id)
+		if err != nil {
+			return err
+		}
+		if stored >= r.Seq {
+			return nil // a duplicate, or another consumer got there first
+		}
+		// A state in memory that reflects the event will do (the writer's,
+		// on its replica): the document need not be the newest, only move
+		// forward, which the compare-and-set below sees to.
+		st, version, cached := s.cache.get(id)
+		if !cached || version < r.Seq {
+			if st, err = s.load(ctx, id); err != nil {
+				return err
+			}
+		}
+		if st == nil || s.version(st) <= stored {
+			return nil
+		}
+		if err := s.store(ctx, id, st, rev); errors.Is(err, errMoved) {
+			// Someone else moved it, or our read came from a follower
+			// that lags: read again after a pause.
+			if err := domain.ConflictBackoff(ctx, attempt); err != nil {
+				return err
+			}
+			continue
+		} else if err != nil {
+			return err
+		}
+		return nil
 	}
-	if doc != nil && s.version(doc) >= r.Seq {
-		return nil // a duplicate, or the writer got there first
-	}
-	_, err = s.refresh(ctx, r.Event.Owner.ID)
-	return err
+	return domain.Errorf(domain.EUNAVAILABLE, "read model busy; retry")
 }
 
 // rebuild recomputes every document of this kind from the whole log, while
@@ -375,31 +502,4 @@ func (s *docStore[T]) removeUnknown(ctx context.Context, known map[string]*T) er
 		}
 	}
 	return nil
-}
-
-// all returns every document of this kind (in no order).
-func (s *docStore[T]) all(ctx context.Context) ([]*T, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, s.prefix+"*")
-	if err != nil {
-		return nil, domain.Errorf(domain.EUNAVAILABLE, "read model unavailable: %v", err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	out := make([]*T, 0, len(keys))
-	for _, k := range keys {
-		id, err := bus.Untoken(k[len(s.prefix):])
-		if err != nil {
-			return nil, err
-		}
-		doc, err := s.load(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if doc != nil {
-			out = append(out, doc)
-		}
-	}
-	return out, nil
 }

@@ -208,6 +208,40 @@ func MustDocument(tb testing.TB, e *env, login string) *domain.Account {
 	return a
 }
 
+// MustSettled waits until projection name's consumer has applied every
+// event in the log.
+func MustSettled(tb testing.TB, e *env, name string) {
+	tb.Helper()
+	ctx := context.Background()
+	last, err := e.log.LastSeq(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	eventually(tb, "the consumer acknowledges every event", func() bool {
+		c, err := e.log.Stream().Consumer(ctx, projections.ConsumerName(name))
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.AckFloor.Stream >= last && info.NumAckPending == 0
+	})
+}
+
+// MustCatchUp runs the accounts projection's consumer until it has
+// applied every event in the log, then stops it: writers leave the
+// documents to it.
+func MustCatchUp(tb testing.TB, e *env) {
+	tb.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.accounts.Run(ctx) }()
+	MustSettled(tb, e, projections.AccountsName)
+	stop()
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // eventually polls cond until it holds, failing the test at a deadline far
 // beyond what it should take, so a hang is a failure rather than a hung run.
 func eventually(tb testing.TB, what string, cond func() bool) {

@@ -2,10 +2,8 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,15 +15,24 @@ import (
 // Renaming it replays the whole log into a new read model.
 const InfraKeysName = "infrakeys"
 
-// infraKeysSchema 2: intake records keep the key's name, scope and
-// fingerprint, and the bucket indexes intake messages that created a
-// shared key. A bucket of schema 1 is rebuilt.
-const infraKeysSchema = 2
+// infraKeysSchema is the bucket's layout version. 3: instances are kept
+// per key (instanceLayout) instead of one document each, and intake
+// records keep the key's name, scope and fingerprint. An older bucket is
+// rebuilt at start-up.
+const infraKeysSchema = 3
+
+// Memory bounds of the states held (stateCache): shared keys are one key
+// each (about 6,000 with sealed private halves); an instance holds all its
+// keys, so its budget takes an instance of 10,000 keys with a few more.
+const (
+	sharedCacheBytes    = 16 << 20
+	instancesCacheBytes = 64 << 20
+)
 
 // InfraKeysBucket holds one document per shared key name ("shared.<name>")
-// and one per resource instance ("instance.<id>"), and the shared name
-// each intake message that created a shared key created
-// ("intake.<intake id>"). Private halves appear in it only sealed.
+// and, per resource instance, a head ("instance.<id>") and one entry per
+// key and per driver message (instanceLayout). Private halves appear in it
+// only sealed.
 const InfraKeysBucket = "KEYSD_INFRAKEYS"
 
 // InfraKeys is the infrastructure keys read model and the domain's
@@ -33,9 +40,12 @@ const InfraKeysBucket = "KEYSD_INFRAKEYS"
 type InfraKeys struct {
 	kv        jetstream.KeyValue
 	shared    *docStore[domain.SharedKey]
-	instances *docStore[domain.Instance]
-	log       *bus.EventLog
-	logger    *slog.Logger
+	instances *docStore[domain.Instance] // kept per key: layout
+	layout    *instanceLayout
+	// sharedIndex lists shared keys.
+	sharedIndex *kindIndex[domain.SharedKey]
+	log         *bus.EventLog
+	logger      *slog.Logger
 }
 
 var _ domain.InfraKeyRepository = (*InfraKeys)(nil)
@@ -48,16 +58,25 @@ func OpenInfraKeys(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *
 	if err != nil {
 		return nil, err
 	}
-	p := &InfraKeys{kv: kv, log: log, logger: logger,
+	layout := &instanceLayout{kv: kv, log: log}
+	p := &InfraKeys{kv: kv, log: log, logger: logger, layout: layout,
+		sharedIndex: &kindIndex[domain.SharedKey]{log: log, kind: domain.OwnerShared, apply: domain.ApplySharedKeyEvent},
 		shared: &docStore[domain.SharedKey]{
 			kv: kv, js: c.JS, log: log, kind: domain.OwnerShared, prefix: "shared.",
 			apply:   domain.ApplySharedKeyEvent,
 			version: func(s *domain.SharedKey) uint64 { return s.Version },
+			clone:   cloneSharedKey,
+			cache:   newStateCache(sharedCacheBytes, sharedKeySize),
 		},
 		instances: &docStore[domain.Instance]{
 			kv: kv, js: c.JS, log: log, kind: domain.OwnerInstance, prefix: "instance.",
-			apply:   domain.ApplyInstanceEvent,
-			version: func(in *domain.Instance) uint64 { return in.Version },
+			apply:       domain.ApplyInstanceEvent,
+			version:     func(in *domain.Instance) uint64 { return in.Version },
+			clone:       cloneInstance,
+			extend:      extendInstance,
+			advanceMany: advanceInstance,
+			cache:       newStateCache(instancesCacheBytes, instanceSize),
+			stored:      layout.read,
 		},
 	}
 	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, infraKeysSchema, logger); err != nil {
@@ -75,12 +94,9 @@ func (p *InfraKeys) Run(ctx context.Context) error {
 	return runConsumer(ctx, p.log, p.logger, InfraKeysName, filters, func(ctx context.Context, r bus.Recorded) error {
 		switch r.Event.Owner.Kind {
 		case domain.OwnerShared:
-			if err := p.shared.handle(ctx, r); err != nil {
-				return err
-			}
-			return p.indexIntake(ctx, r.Event)
+			return p.shared.handle(ctx, r)
 		case domain.OwnerInstance:
-			return p.instances.handle(ctx, r)
+			return p.layout.handle(ctx, r)
 		}
 		return nil
 	})
@@ -92,18 +108,7 @@ func (p *InfraKeys) Rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	shared, err := p.shared.all(ctx)
-	if err != nil {
-		return err
-	}
-	for _, st := range shared {
-		for id := range st.Intake {
-			if err := p.indexShared(ctx, id, st.Name); err != nil {
-				return err
-			}
-		}
-	}
-	last2, err := p.instances.rebuild(ctx)
+	last2, err := p.layout.rebuild(ctx)
 	if err != nil {
 		return err
 	}
@@ -121,71 +126,39 @@ func (p *InfraKeys) LoadShared(ctx context.Context, name string) (*domain.Shared
 
 // AppendShared implements domain.InfraKeyRepository.
 func (p *InfraKeys) AppendShared(ctx context.Context, name string, expected uint64, events []domain.Event) (*domain.SharedKey, error) {
-	st, err := p.shared.append(ctx, name, expected, events)
-	if err == nil || errors.Is(err, domain.ErrOutcomeUnknown) {
-		// Indexed before the writer answers the driver, so an outcome
-		// request that follows the answer finds it; if this fails, the
-		// projection consumer indexes it a moment later.
-		for _, e := range events {
-			if ierr := p.indexIntake(ctx, e); ierr != nil {
-				p.logger.Warn("intake index not written; the projection will", "owner", e.Owner.ID, "err", ierr)
-			}
-		}
-	}
-	return st, err
+	return p.shared.append(ctx, name, expected, events)
 }
 
-// intakeIndexPrefix starts the keys of the intake index: an intake
+// SharedIntake returns the name of the shared key that intake message
+// intakeID created, or "" (domain.IntakeService.SharedIntake): an intake
 // message's outcome is recorded under the owner it changed, and for a
 // shared key that owner is a name the message's subject does not carry.
-const intakeIndexPrefix = "intake."
-
-// SharedIntake returns the name of the shared key that intake message
-// intakeID created, or "" (domain.IntakeService.SharedIntake).
+// It looks through the shared pool in memory (kindIndex), which the log
+// says is current, so an outcome request that follows the answer finds it.
 func (p *InfraKeys) SharedIntake(ctx context.Context, intakeID string) (string, error) {
-	e, err := p.kv.Get(ctx, intakeIndexPrefix+bus.Token(intakeID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", nil
-	}
+	var name string
+	err := p.sharedIndex.each(ctx, func(_ string, s *domain.SharedKey) {
+		if _, ok := s.Intake[intakeID]; ok {
+			name = s.Name
+		}
+	})
 	if err != nil {
 		return "", domain.Errorf(domain.EUNAVAILABLE, "read model unavailable: %v", err)
 	}
-	return string(e.Value()), nil
+	return name, nil
 }
 
-// indexIntake indexes e if it is a shared key's KeyCreated caused by an
-// intake message.
-func (p *InfraKeys) indexIntake(ctx context.Context, e domain.Event) error {
-	id, ok := strings.CutPrefix(e.CausationID, domain.IntakeCausePrefix)
-	if !ok || e.Type != domain.TypeKeyCreated || e.Owner.Kind != domain.OwnerShared {
-		return nil
-	}
-	return p.indexShared(ctx, id, e.Owner.ID)
-}
-
-// indexShared records that intake message intakeID created the shared key
-// name. Writers and the consumer all index the same facts: a key already
-// right is left alone.
-func (p *InfraKeys) indexShared(ctx context.Context, intakeID, name string) error {
-	key := intakeIndexPrefix + bus.Token(intakeID)
-	if e, err := p.kv.Get(ctx, key); err == nil && string(e.Value()) == name {
-		return nil
-	}
-	_, err := p.kv.Put(ctx, key, []byte(name))
-	return err
-}
-
-// ListShared implements domain.InfraKeyRepository: every live shared key.
+// ListShared implements domain.InfraKeyRepository: every live shared key,
+// from memory once the log says it is current (kindIndex).
 func (p *InfraKeys) ListShared(ctx context.Context) ([]domain.InfraKey, error) {
-	docs, err := p.shared.all(ctx)
+	var out []domain.InfraKey
+	err := p.sharedIndex.each(ctx, func(_ string, s *domain.SharedKey) {
+		if s.Key != nil {
+			out = append(out, *s.Key)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("projections: list shared keys: %w", err)
-	}
-	var out []domain.InfraKey
-	for _, d := range docs {
-		if d.Key != nil {
-			out = append(out, *d.Key)
-		}
 	}
 	return out, nil
 }

@@ -19,6 +19,27 @@ import (
 	"github.com/infrakeys/infrakeys/sealing"
 )
 
+// MustIntake opens the infrastructure keys projection on e and the
+// intake service over it.
+func MustIntake(tb testing.TB, e *env) (*projections.InfraKeys, *bus.DataKeys, *domain.IntakeService) {
+	tb.Helper()
+	ctx := context.Background()
+	infra, err := projections.OpenInfraKeys(ctx, e.conn, e.log, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dataKeys, err := bus.OpenDataKeys(ctx, e.conn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	master, err := sealing.NewMasterKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	vault := sealing.NewVault(sealing.NewKeyring(master), dataKeys)
+	return infra, dataKeys, &domain.IntakeService{Repo: infra, Sealer: vault, AppendOnce: e.log.AppendOnce, IntakeEvent: e.log.IntakeEvent, SharedIntake: infra.SharedIntake}
+}
+
 // An intake message delivered again (keysd crashed after recording its
 // outcome, before acknowledging it) finds its outcome and records nothing
 // new, whatever the outcome was; the sealed half of a repeated key is not
@@ -26,19 +47,7 @@ import (
 func TestIntake_DeliveredAgain(t *testing.T) {
 	e := MustEnv(t)
 	ctx := context.Background()
-	infra, err := projections.OpenInfraKeys(ctx, e.conn, e.log, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataKeys, err := bus.OpenDataKeys(ctx, e.conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := sealing.NewMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := &domain.IntakeService{Repo: infra, Sealer: sealing.NewVault(sealing.NewKeyring(master), dataKeys), AppendOnce: e.log.AppendOnce, IntakeEvent: e.log.IntakeEvent, SharedIntake: infra.SharedIntake}
+	infra, dataKeys, svc := MustIntake(t, e)
 
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	block, err := ssh.MarshalPrivateKey(priv, "")

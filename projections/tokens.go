@@ -15,6 +15,9 @@ const TokensName = "tokens"
 
 const tokensSchema = 1
 
+// tokensCacheBytes bounds the tokens held in memory: about 8,000.
+const tokensCacheBytes = 4 << 20
+
 // TokensBucket holds one document per API token: its roles and the hash
 // of its secret, never the secret.
 const TokensBucket = "KEYSD_TOKENS"
@@ -23,6 +26,7 @@ const TokensBucket = "KEYSD_TOKENS"
 type Tokens struct {
 	kv     jetstream.KeyValue
 	docs   *docStore[domain.Token]
+	index  *kindIndex[domain.Token] // lists
 	log    *bus.EventLog
 	logger *slog.Logger
 }
@@ -36,11 +40,15 @@ func OpenTokens(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	p := &Tokens{kv: kv, log: log, logger: logger, docs: &docStore[domain.Token]{
-		kv: kv, js: c.JS, log: log, kind: domain.OwnerToken, prefix: "token.",
-		apply:   domain.ApplyTokenEvent,
-		version: func(t *domain.Token) uint64 { return t.Version },
-	}}
+	p := &Tokens{kv: kv, log: log, logger: logger,
+		index: &kindIndex[domain.Token]{log: log, kind: domain.OwnerToken, apply: domain.ApplyTokenEvent},
+		docs: &docStore[domain.Token]{
+			kv: kv, js: c.JS, log: log, kind: domain.OwnerToken, prefix: "token.",
+			apply:   domain.ApplyTokenEvent,
+			version: func(t *domain.Token) uint64 { return t.Version },
+			clone:   cloneToken,
+			cache:   newStateCache(tokensCacheBytes, tokenSize),
+		}}
 	if err := ensureBuilt(ctx, c, kv, mayHaveLost, p, tokensSchema, logger); err != nil {
 		return nil, err
 	}
@@ -74,15 +82,17 @@ func (p *Tokens) AppendToken(ctx context.Context, id string, expected uint64, ev
 	return p.docs.append(ctx, id, expected, events)
 }
 
-// ListTokens implements domain.TokenRepository.
+// ListTokens implements domain.TokenRepository: every token, from memory
+// once the log says it is current (kindIndex).
 func (p *Tokens) ListTokens(ctx context.Context) ([]domain.Token, error) {
-	docs, err := p.docs.all(ctx)
+	var out []domain.Token
+	err := p.index.each(ctx, func(_ string, t *domain.Token) {
+		if t != nil {
+			out = append(out, *t)
+		}
+	})
 	if err != nil {
 		return nil, err
-	}
-	out := make([]domain.Token, 0, len(docs))
-	for _, d := range docs {
-		out = append(out, *d)
 	}
 	return out, nil
 }

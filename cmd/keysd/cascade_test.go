@@ -188,8 +188,7 @@ func TestCascade(t *testing.T) {
 	if o := outcome(t, ch); o.Outcome != domain.OutcomeCreated {
 		t.Fatalf("shared key from the driver: %+v", o)
 	}
-	// An instance's read model is one document, so the cost of each key
-	// grows with the instance: private halves (the bulk of it) on a tenth.
+	// Private halves (a data key each) on a tenth of the keys.
 	const private = n / 10
 	start := time.Now()
 	publishKeys(t, d, inst, n, private)

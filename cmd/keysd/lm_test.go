@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -512,6 +514,80 @@ func TestLMGenerate(t *testing.T) {
 		}
 		if derived := publicOfPEM(t, after.PrivateKey); string(derived.Marshal()) != string(publicOf(t, after.PublicKey).Marshal()) {
 			t.Errorf("the generated private half does not belong to the public half")
+		}
+	})
+}
+
+// The shared pool pages with ?limit= and ?after=, following Link
+// rel="next"; without them the whole pool comes at once, as from LM.
+func TestLMSharedKeysPaging(t *testing.T) {
+	k := MustStart(t, nil)
+	manager, _ := MustToken(t, k, "manager", "keys:manage")
+	c := k.Bearer(manager)
+	var want []string
+	for i := range 7 {
+		name := fmt.Sprintf("pool %d", i)
+		r := c.Do(t, "POST", lmPrefix+"/shared", map[string]any{"name": name, "publicKey": AuthorizedKey(t, MustKey(t), "")})
+		wantStatus(t, r, http.StatusCreated)
+		want = append(want, name)
+	}
+	names := func(t *testing.T, r *response) []string {
+		t.Helper()
+		wantStatus(t, r, http.StatusOK)
+		var keys []infraKeyJSON
+		r.JSON(t, &keys)
+		out := []string{}
+		for _, k := range keys {
+			out = append(out, k.Name)
+		}
+		return out
+	}
+
+	t.Run("Everything", func(t *testing.T) {
+		r := c.Do(t, "GET", lmPrefix+"/shared", nil)
+		if got := names(t, r); !slices.Equal(got, want) {
+			t.Errorf("list = %v, want %v", got, want)
+		}
+		if link := r.Header.Get("Link"); link != "" {
+			t.Errorf("Link %q on a whole list", link)
+		}
+	})
+	t.Run("Pages", func(t *testing.T) {
+		var got []string
+		path := lmPrefix + "/shared?limit=3"
+		for pages := 0; path != ""; pages++ {
+			if pages > 3 {
+				t.Fatalf("more than 3 pages of 3 for 7 keys: %v", got)
+			}
+			r := c.Do(t, "GET", path, nil)
+			page := names(t, r)
+			if len(page) > 3 {
+				t.Errorf("page of %d keys, limit 3", len(page))
+			}
+			got = append(got, page...)
+			path = ""
+			if link := r.Header.Get("Link"); link != "" {
+				target, ok := strings.CutSuffix(link, `>; rel="next"`)
+				if !ok || !strings.HasPrefix(target, "<") {
+					t.Fatalf("Link %q", link)
+				}
+				path = target[1:]
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("pages = %v, want %v", got, want)
+		}
+	})
+	t.Run("After", func(t *testing.T) {
+		r := c.Do(t, "GET", lmPrefix+"/shared?after="+url.QueryEscape("pool 4"), nil)
+		if got := names(t, r); !slices.Equal(got, want[5:]) {
+			t.Errorf("after pool 4 = %v, want %v", got, want[5:])
+		}
+	})
+	t.Run("ErrBadLimit", func(t *testing.T) {
+		for _, v := range []string{"0", "-1", "1001", "ten", "1.5"} {
+			r := c.Do(t, "GET", lmPrefix+"/shared?limit="+url.QueryEscape(v), nil)
+			wantLMError(t, r, http.StatusBadRequest, "application/json", "limit must be a whole number from 1 to 1000")
 		}
 	})
 }
