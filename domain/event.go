@@ -94,6 +94,8 @@ var SchemaVersions = map[string]int{
 	TypeAccountCreated: 1, TypeOperatorGranted: 1, TypeKeyCreated: 1, TypeKeyDeleted: 1,
 	TypePolicySet: 1, TypeKeyUpdated: 1, TypePrivateKeyRead: 1, TypeInstanceRemoved: 1,
 	TypeKeyRejected: 1, TypeIntakeDuplicate: 1, TypeTokenCreated: 1, TypeTokenRevoked: 1,
+	TypeCAKeyCreated: 1, TypeCAKeyRetired: 1, TypeSerialBlockReserved: 1,
+	TypeCertificateIssued: 1, TypeCertificateRevoked: 1,
 }
 
 // Decode unmarshals the payload of e into v. It refuses a version of e's

@@ -16,6 +16,7 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/openapi.yaml", s.handleOpenAPI)
+	e.GET("/--cas/:ca", s.handleCAPublic)
 	if s.cfg.Metrics != nil {
 		e.GET("/metrics", s.handleMetrics)
 	}
@@ -26,6 +27,10 @@ func (s *Server) routes() {
 	keys.POST("/:login/keys", s.handleKeyCreate)
 	keys.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys/:key", s.handleKeyGet)
 	keys.DELETE("/:login/keys/:key", s.handleKeyDelete)
+	keys.POST("/:login/keys/:key/certificates", s.handleCertificateSign)
+	keys.GET("/:login/keys/:key/certificates", s.handleCertificateList)
+	keys.GET("/:login/certificates", s.handleCertificateList)
+	keys.DELETE("/:login/certificates/:serial", s.handleCertificateRevoke)
 
 	// Lifecycle Manager infrastructure keys: bearer tokens
 	// with roles, or operators signing with HTTP Signature.
@@ -38,6 +43,7 @@ func (s *Server) routes() {
 	lm.DELETE("/shared/:name", s.handleSharedDelete, manage)
 	lm.GET("/instances/:instanceId", s.handleInstanceKeys, read)
 	lm.DELETE("/instances/:instanceId", s.handleInstanceRemove, manage)
+	lm.POST("/instances/:instanceId/keys/:name/certificate", s.handleHostCertificateSign, requireRole(domain.RoleHostsSign))
 	lm.POST("/substitute", s.handleSubstitute, private)
 	lm.GET("/:name", s.handleSharedGet, read)
 
@@ -50,6 +56,9 @@ func (s *Server) routes() {
 	admin.GET("/tokens", s.handleTokenList)
 	admin.DELETE("/tokens/:id", s.handleTokenRevoke)
 	admin.POST("/master-key/rewrap", s.handleMasterKeyRewrap)
+	admin.GET("/cas", s.handleCAList)
+	admin.POST("/cas/:ca", s.handleCACreateKey)
+	admin.DELETE("/cas/:ca/keys/:id", s.handleCARetireKey)
 	admin.GET("/projections", s.handleProjectionList)
 	admin.POST("/projections/:name/rebuild", s.handleProjectionRebuild)
 }

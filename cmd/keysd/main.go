@@ -97,7 +97,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	projectionNames := []string{accounts.Name(), infra.Name(), tokens.Name()}
+	cas, err := projections.OpenCAs(ctx, conn, eventLog, logger.With("component", "projections"))
+	if err != nil {
+		return err
+	}
+	projectionNames := []string{accounts.Name(), infra.Name(), tokens.Name(), cas.Name()}
 	met := newMetrics(eventLog, intake, projectionNames, logger.With("component", "metrics"))
 	eventLog.Observe(met)
 	dataKeys, err := bus.OpenDataKeys(ctx, conn)
@@ -108,6 +112,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc := &domain.AccountService{Repo: accounts}
 	infraSvc := &domain.InfraKeyService{Repo: infra, Sealer: vault, CascadeBatch: cfg.CascadeBatch}
 	tokenSvc := &domain.TokenService{Repo: tokens}
+	certSvc := &domain.CertificateService{
+		CAs: cas, Accounts: accounts, Instances: infra, Sealer: vault,
+		Serials: &domain.Serials{Repo: cas}, Observer: met,
+	}
 
 	if cfg.BootstrapAccount != "" {
 		if err := bootstrap(ctx, svc, cfg.BootstrapAccount, cfg.BootstrapKey); err != nil {
@@ -123,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, p := range []interface {
 		Name() string
 		Run(context.Context) error
-	}{accounts, infra, tokens} {
+	}{accounts, infra, tokens, cas} {
 		workers.Go(func() {
 			if err := p.Run(workCtx); err != nil {
 				logger.Error("projection stopped", "projection", p.Name(), "err", err)
@@ -176,9 +184,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Accounts:              svc,
 		InfraKeys:             infraSvc,
 		Tokens:                tokenSvc,
+		Certificates:          certSvc,
 		Rewrap:                func(ctx context.Context) (any, error) { return vault.Rewrap(ctx) },
 		Repo:                  accounts,
-		Projections:           []khttp.Rebuilder{accounts, infra, tokens},
+		Projections:           []khttp.Rebuilder{accounts, infra, tokens, cas},
 		Logger:                logger.With("component", "http"),
 		AllowLegacySignatures: cfg.AllowLegacySignatures,
 		ClockSkew:             cfg.ClockSkew,

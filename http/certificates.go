@@ -1,0 +1,345 @@
+package http
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/infrakeys/infrakeys/domain"
+)
+
+// certificateView is a certificate as both surfaces show it. certificate
+// (the signed certificate itself) is in the answer to the signing request
+// only: listings show what was signed.
+type certificateView struct {
+	Serial               uint64            `json:"serial"`
+	Type                 string            `json:"type"`
+	State                string            `json:"state"`
+	Certificate          string            `json:"certificate,omitempty"`
+	KeyID                string            `json:"keyId"`
+	KeyName              string            `json:"keyName"`
+	KeyFingerprintSHA256 string            `json:"keyFingerprintSHA256"`
+	CAKeyID              string            `json:"caKeyId"`
+	CAFingerprintSHA256  string            `json:"caFingerprintSHA256"`
+	Principals           []string          `json:"principals"`
+	ValidAfter           time.Time         `json:"validAfter"`
+	ValidBefore          time.Time         `json:"validBefore"`
+	CriticalOptions      map[string]string `json:"criticalOptions"`
+	Extensions           []string          `json:"extensions"`
+	Revoked              *time.Time        `json:"revoked,omitempty"`
+}
+
+// Certificate states.
+const (
+	certValid   = "valid"
+	certRevoked = "revoked"
+	certExpired = "expired"
+)
+
+func viewCertificate(p *domain.CertificateIssued, revoked time.Time, now time.Time) certificateView {
+	v := certificateView{
+		Serial: p.Serial, Type: p.CertType, State: certValid, Certificate: p.Certificate,
+		KeyID: p.KeyID, KeyName: p.KeyName, KeyFingerprintSHA256: p.KeyFingerprintSHA256,
+		CAKeyID: p.CAKeyID, CAFingerprintSHA256: p.CAFingerprintSHA256,
+		Principals: p.Principals, ValidAfter: p.ValidAfter, ValidBefore: p.ValidBefore,
+		CriticalOptions: p.CriticalOptions, Extensions: p.Extensions,
+	}
+	if v.CriticalOptions == nil {
+		v.CriticalOptions = map[string]string{}
+	}
+	if v.Extensions == nil {
+		v.Extensions = []string{}
+	}
+	switch {
+	case !revoked.IsZero():
+		v.State, v.Revoked = certRevoked, &revoked
+	case !now.Before(p.ValidBefore):
+		v.State = certExpired
+	}
+	return v
+}
+
+// certRequest reads a certificate request body: {principals?, validity?
+// (a duration such as "15m"), validBefore?, validAfter? (RFC 3339),
+// forceCommand?, sourceAddress?, extensions?}. Unknown fields are refused:
+// a misspelt option must not be silently left out of a certificate.
+func certRequest(in map[string]any) (domain.CertRequest, error) {
+	var req domain.CertRequest
+	for name, raw := range in {
+		if raw == nil {
+			continue
+		}
+		switch name {
+		case "principals", "extensions":
+			list, ok := stringArray(raw)
+			if !ok {
+				return req, domain.Errorf(domain.EINVALID, "%s must be an array of strings", name)
+			}
+			if name == "principals" {
+				req.Principals = list
+			} else {
+				req.Extensions = list
+			}
+		case "validity":
+			text, ok := raw.(string)
+			d, err := time.ParseDuration(text)
+			if !ok || err != nil {
+				return req, domain.Errorf(domain.EINVALID, "validity must be a duration such as \"15m\" or \"8h\"")
+			}
+			req.Validity = d
+		case "validBefore", "validAfter":
+			text, ok := raw.(string)
+			t, err := time.Parse(time.RFC3339, text)
+			if !ok || err != nil {
+				return req, domain.Errorf(domain.EINVALID, "%s must be a time in RFC 3339 format, such as \"2026-01-02T15:04:05Z\"", name)
+			}
+			if name == "validBefore" {
+				req.ValidBefore = t
+			} else {
+				req.ValidAfter = t
+			}
+		case "forceCommand", "sourceAddress":
+			text, ok := raw.(string)
+			if !ok || text == "" {
+				return req, domain.Errorf(domain.EINVALID, "%s must be a non-empty string", name)
+			}
+			if name == "forceCommand" {
+				req.ForceCommand = text
+			} else {
+				req.SourceAddress = text
+			}
+		default:
+			return req, domain.Errorf(domain.EINVALID, "unknown certificate field %s", name)
+		}
+	}
+	return req, nil
+}
+
+// handleCertificateSign serves POST /:login/keys/:key/certificates: a
+// short-lived user certificate for one of the account's own keys, within
+// the account's policy.
+func (s *Server) handleCertificateSign(c echo.Context) error {
+	ref := keyParam(c)
+	a, err := s.targetAccount(c)
+	if domain.ErrorCode(err) == domain.ENOTFOUND && pathParam(c, "login") != "my" {
+		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
+	} else if err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	in, err := decodeParams(c, body)
+	if err != nil {
+		return err
+	}
+	req, err := certRequest(in)
+	if err != nil {
+		return err
+	}
+	issued, err := s.cfg.Certificates.SignUserCertificate(c.Request().Context(), a.Login, ref, req, s.meta(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/"+encodeURIComponent(a.Login)+"/certificates/"+strconv.FormatUint(issued.Serial, 10))
+	return writeJSON(c, http.StatusCreated, viewCertificate(issued, time.Time{}, s.cfg.Now()))
+}
+
+// handleCertificateList serves GET /:login/certificates and GET
+// /:login/keys/:key/certificates: the account's certificates that have not
+// expired (revoked ones included), by serial.
+func (s *Server) handleCertificateList(c echo.Context) error {
+	a, err := s.targetAccount(c)
+	if err != nil {
+		return err
+	}
+	fp := ""
+	if c.Param("key") != "" {
+		k := a.FindKey(keyParam(c))
+		if k == nil {
+			return domain.Errorf(domain.ENOTFOUND, "%s does not exist", keyParam(c))
+		}
+		fp = k.FingerprintSHA256
+	}
+	now := s.cfg.Now()
+	out := []certificateView{}
+	for i := range a.Certificates {
+		cert := &a.Certificates[i]
+		if cert.Expired(now) || (fp != "" && cert.KeyFingerprintSHA256 != fp) {
+			continue
+		}
+		out = append(out, viewCertificate(&cert.CertificateIssued, cert.Revoked, now))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Serial < out[j].Serial })
+	return writeJSON(c, http.StatusOK, out)
+}
+
+// handleCertificateRevoke serves DELETE /:login/certificates/:serial: the
+// account or an operator revokes a certificate. Revoking it again is no
+// error.
+func (s *Server) handleCertificateRevoke(c echo.Context) error {
+	a, err := s.targetAccount(c)
+	if err != nil {
+		return err
+	}
+	serial, err := strconv.ParseUint(pathParam(c, "serial"), 10, 64)
+	if err != nil || serial == 0 {
+		return domain.Errorf(domain.EINVALID, "serial must be a certificate serial number (a positive integer)")
+	}
+	if err := s.cfg.Certificates.RevokeCertificate(c.Request().Context(), a.Login, serial, s.meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// caKeyView is a CA key as operators see it (never its private half).
+type caKeyView struct {
+	ID                string     `json:"id"`
+	CA                string     `json:"ca"`
+	PublicKey         string     `json:"publicKey"`
+	Type              string     `json:"keyType"`
+	Bits              int        `json:"bits"`
+	FingerprintSHA256 string     `json:"fingerprintSHA256"`
+	Signing           bool       `json:"signing"`
+	Created           time.Time  `json:"created"`
+	Retired           *time.Time `json:"retired,omitempty"`
+}
+
+func viewCA(ca *domain.CA) []caKeyView {
+	out := []caKeyView{}
+	signing, _ := ca.Signing()
+	for i := range ca.Keys {
+		k := &ca.Keys[i]
+		v := caKeyView{ID: k.ID, CA: ca.Name, PublicKey: k.PublicKey, Type: k.Type, Bits: k.Bits,
+			FingerprintSHA256: k.FingerprintSHA256, Created: k.Created, Signing: signing != nil && signing.ID == k.ID}
+		if !k.Trusted() {
+			v.Retired = &k.Retired
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// handleCACreateKey serves POST /--admin/cas/:ca: a new key for the user
+// or host CA, which signs from now on; older keys stay trusted until
+// retired. Body: {"keyType"?} (default ed25519).
+func (s *Server) handleCACreateKey(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	in, err := decodeParams(c, body)
+	if err != nil {
+		return err
+	}
+	var alg string
+	for name, raw := range in {
+		switch name {
+		case "keyType":
+			var ok bool
+			if alg, ok = raw.(string); !ok {
+				return domain.Errorf(domain.EINVALID, "keyType must be one of %s", strings.Join(domain.KeyAlgorithms, ", "))
+			}
+		default:
+			return domain.Errorf(domain.EINVALID, "unknown field %s", name)
+		}
+	}
+	k, err := s.cfg.Certificates.CreateCAKey(c.Request().Context(), pathParam(c, "ca"), alg, s.meta(c))
+	if err != nil {
+		return err
+	}
+	ca, err := s.cfg.Certificates.GetCA(c.Request().Context(), pathParam(c, "ca"))
+	if err != nil {
+		return err
+	}
+	for _, v := range viewCA(ca) {
+		if v.ID == k.ID {
+			return writeJSON(c, http.StatusCreated, v)
+		}
+	}
+	return domain.Errorf(domain.EINTERNAL, "created CA key is missing")
+}
+
+// handleCAList serves GET /--admin/cas: every key of both CAs, retired
+// ones included.
+func (s *Server) handleCAList(c echo.Context) error {
+	out := map[string][]caKeyView{}
+	for _, name := range domain.CANames {
+		ca, err := s.cfg.Certificates.GetCA(c.Request().Context(), name)
+		if err != nil {
+			return err
+		}
+		out[name] = viewCA(ca)
+	}
+	return writeJSON(c, http.StatusOK, out)
+}
+
+// handleCARetireKey serves DELETE /--admin/cas/:ca/keys/:id: the key (id
+// or SHA256 fingerprint) is no longer trusted nor used, and its private
+// half is destroyed.
+func (s *Server) handleCARetireKey(c echo.Context) error {
+	ref := pathParam(c, "id")
+	name := pathParam(c, "ca")
+	if _, err := s.cfg.Certificates.RetireCAKey(c.Request().Context(), name, ref, s.meta(c)); err != nil {
+		return err
+	}
+	ca, err := s.cfg.Certificates.GetCA(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	for _, v := range viewCA(ca) {
+		if v.ID == ref || v.FingerprintSHA256 == ref {
+			return writeJSON(c, http.StatusOK, v)
+		}
+	}
+	return domain.Errorf(domain.EINTERNAL, "retired CA key is missing")
+}
+
+// handleCAPublic serves GET /cas/:ca, unauthenticated: the CA's trusted
+// public keys, one OpenSSH line each, as text/plain. The user CA's lines
+// are a TrustedUserCAKeys file for sshd; ?format=known_hosts gives the
+// host CA's as "@cert-authority * <key>" lines for clients' known_hosts.
+func (s *Server) handleCAPublic(c echo.Context) error {
+	ca, err := s.cfg.Certificates.GetCA(c.Request().Context(), pathParam(c, "ca"))
+	if err != nil {
+		return err
+	}
+	prefix := ""
+	switch f := c.QueryParam("format"); f {
+	case "", "keys":
+	case "known_hosts":
+		prefix = "@cert-authority * "
+	default:
+		return domain.Errorf(domain.EINVALID, "format must be keys or known_hosts, not %q", f)
+	}
+	var b strings.Builder
+	for _, k := range ca.Trusted() {
+		b.WriteString(prefix + k.PublicKey + "\n")
+	}
+	return writeBody(c, http.StatusOK, "text/plain; charset=utf-8", []byte(b.String()))
+}
+
+// handleHostCertificateSign serves POST
+// /api/resource-manager/infrastructure-keys/instances/:instanceId/keys/:name/certificate:
+// a host certificate for an instance's key, for the host names in
+// principals. Body: {principals, validity?, validBefore?, validAfter?}.
+func (s *Server) handleHostCertificateSign(c echo.Context) error {
+	in, err := lmDecode(c)
+	if err != nil {
+		return err
+	}
+	req, err := certRequest(in)
+	if err != nil {
+		return err
+	}
+	issued, err := s.cfg.Certificates.SignHostCertificate(c.Request().Context(), pathParam(c, "instanceId"), pathParam(c, "name"), req, s.meta(c))
+	if err != nil {
+		return err
+	}
+	return lmWrite(c, http.StatusCreated, viewCertificate(issued, time.Time{}, s.cfg.Now()))
+}
