@@ -75,8 +75,10 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 }
 
 // handleAccountPolicy serves PUT /--admin/accounts/:login/policy: the whole
-// policy, booleans left out are false.
-// Body: {"requireAttestedKeys"?, "requireAttestedSigning"?, "requireMultifactorSigning"?}.
+// policy, fields left out are false, empty or 0 (the defaults).
+// Body: {"requireAttestedKeys"?, "requireAttestedSigning"?,
+// "requireMultifactorSigning"?, "requireAttestedCertificates"?,
+// "certificatePrincipals"?, "certificateMaxValidity"? (seconds)}.
 func (s *Server) handleAccountPolicy(c echo.Context) error {
 	body, err := readBody(c)
 	if err != nil {
@@ -88,9 +90,10 @@ func (s *Server) handleAccountPolicy(c echo.Context) error {
 	}
 	var p domain.Policy
 	for name, dst := range map[string]*bool{
-		"requireAttestedKeys":       &p.RequireAttestedKeys,
-		"requireAttestedSigning":    &p.RequireAttestedSigning,
-		"requireMultifactorSigning": &p.RequireMultifactorSigning,
+		"requireAttestedKeys":         &p.RequireAttestedKeys,
+		"requireAttestedSigning":      &p.RequireAttestedSigning,
+		"requireMultifactorSigning":   &p.RequireMultifactorSigning,
+		"requireAttestedCertificates": &p.RequireAttestedCertificates,
 	} {
 		raw, ok := in[name]
 		if !ok || raw == nil {
@@ -100,6 +103,24 @@ func (s *Server) handleAccountPolicy(c echo.Context) error {
 			return domain.Errorf(domain.EINVALID, "%s must be a Boolean", name)
 		}
 		delete(in, name)
+	}
+	if raw, ok := in["certificatePrincipals"]; ok {
+		if raw != nil {
+			if p.CertificatePrincipals, ok = stringArray(raw); !ok {
+				return domain.Errorf(domain.EINVALID, "certificatePrincipals must be an array of Strings")
+			}
+		}
+		delete(in, "certificatePrincipals")
+	}
+	if raw, ok := in["certificateMaxValidity"]; ok {
+		if raw != nil {
+			n, ok := raw.(float64)
+			if !ok || n != float64(int64(n)) {
+				return domain.Errorf(domain.EINVALID, "certificateMaxValidity must be a whole number of seconds")
+			}
+			p.CertificateMaxValidity = int64(n)
+		}
+		delete(in, "certificateMaxValidity")
 	}
 	for name := range in {
 		return domain.Errorf(domain.EINVALID, "unknown policy %s", name)
