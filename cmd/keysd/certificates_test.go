@@ -222,6 +222,15 @@ func TestUserCertificateSSH(t *testing.T) {
 		t.Errorf("revoke an expired certificate: %d %s", r.StatusCode, r.Body)
 	}
 
+	families := k.scrape(t)
+	for _, m := range []struct {
+		name string
+		want float64
+	}{{"keysd_certificates_issued_total", 4}, {"keysd_certificates_revoked_total", 1}} {
+		if got, ok := metricValue(families, m.name, map[string]string{"type": "user"}); got != m.want {
+			t.Errorf("%s{type=user} = %v (%v), want %v", m.name, got, ok, m.want)
+		}
+	}
 	evs := MustEvents(t, k)
 	issued, revoked := eventsOf(evs, domain.TypeCertificateIssued), eventsOf(evs, domain.TypeCertificateRevoked)
 	if len(issued) != 4 || len(revoked) != 1 {
@@ -423,6 +432,9 @@ func TestHostCertificateSSH(t *testing.T) {
 	}
 	if p.Serial != cert.Serial || p.CertType != "host" || !slices.Equal(p.Principals, []string{"127.0.0.1", "vm-1.example.com"}) {
 		t.Errorf("the instance's CertificateIssued = %+v", p)
+	}
+	if got, _ := metricValue(k.scrape(t), "keysd_certificates_issued_total", map[string]string{"type": "host"}); got != 1 {
+		t.Errorf("keysd_certificates_issued_total{type=host} = %v, want 1", got)
 	}
 }
 
