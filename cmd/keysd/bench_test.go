@@ -131,7 +131,9 @@ func BenchmarkSignCertificate(b *testing.B) {
 		return
 	}
 	slices.Sort(latencies)
-	pct := func(p float64) float64 { return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000 }
+	pct := func(p float64) float64 {
+		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
 	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "certs/s")
 	b.ReportMetric(pct(0.5), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
