@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/internal/testkit"
 )
@@ -482,5 +485,79 @@ func TestCertificateSerialsAcrossReplicas(t *testing.T) {
 		if s == 0 || n > 1 {
 			t.Errorf("serial %d used %d times", s, n)
 		}
+	}
+}
+
+// askHostCertificate asks for a host certificate on the bus with token
+// (none if empty).
+func askHostCertificate(tb testing.TB, nc *nats.Conn, token string, req bus.HostCertificateRequest) bus.HostCertificateReply {
+	tb.Helper()
+	m := nats.NewMsg(bus.HostCertificateSubject)
+	m.Data = mustJSON(tb, req)
+	if token != "" {
+		m.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := nc.RequestMsg(m, 10*time.Second)
+	if err != nil {
+		tb.Fatalf("request on %s: %v", bus.HostCertificateSubject, err)
+	}
+	var out bus.HostCertificateReply
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		tb.Fatalf("reply %s: %v", resp.Data, err)
+	}
+	return out
+}
+
+// A driver asks for a host certificate over the bus, with a hosts:sign
+// token: it gets one signed by the host CA, recorded on the instance;
+// without the token or the role it gets an error and nothing is recorded.
+func TestHostCertificateOverBus(t *testing.T) {
+	k := MustStartLM(t, nil)
+	drv := MustNATS(t, k, bus.RoleDriver)
+	priv, _ := genKey(t, "")
+	MustDriverKey(t, k, "vm-2", "ssh-host", priv)
+	host := MustCAKey(t, k, "host")
+	signer, _ := MustToken(t, k, "driver-signer", domain.RoleHostsSign)
+	reader, _ := MustToken(t, k, "reader", domain.RoleKeysRead)
+	req := bus.HostCertificateRequest{InstanceID: "vm-2", KeyName: "ssh-host", Principals: []string{"vm-2.example.com"}, Validity: "24h"}
+
+	for _, tc := range []struct {
+		name, token string
+		req         bus.HostCertificateRequest
+		code        string
+	}{
+		{"ErrNoToken", "", req, domain.EUNAUTHENTICATED},
+		{"ErrWrongRole", reader, req, domain.EFORBIDDEN},
+		{"ErrUnknownKey", signer, bus.HostCertificateRequest{InstanceID: "vm-2", KeyName: "nope", Principals: []string{"h"}}, domain.ENOTFOUND},
+		{"ErrNoPrincipals", signer, bus.HostCertificateRequest{InstanceID: "vm-2", KeyName: "ssh-host"}, domain.EMISSING},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := askHostCertificate(t, drv, tc.token, tc.req)
+			if out.Error == nil || out.Error.Code != tc.code || out.Certificate != "" {
+				t.Errorf("reply %+v, want error %s", out, tc.code)
+			}
+		})
+	}
+	out := askHostCertificate(t, drv, signer, req)
+	if out.Error != nil {
+		t.Fatalf("host certificate over the bus: %+v", out.Error)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := pub.(*ssh.Certificate)
+	if cert.CertType != ssh.HostCert || ssh.FingerprintSHA256(cert.SignatureKey) != host.FingerprintSHA256 ||
+		!slices.Equal(cert.ValidPrincipals, req.Principals) || cert.Serial != out.Serial || cert.ValidBefore-cert.ValidAfter != uint64((24*time.Hour+time.Minute)/time.Second) {
+		t.Errorf("certificate %+v", cert)
+	}
+	var issued []bus.Recorded
+	for _, r := range eventsOf(MustEvents(t, k), domain.TypeCertificateIssued) {
+		if r.Event.Owner == domain.InstanceOwner("vm-2") {
+			issued = append(issued, r)
+		}
+	}
+	if len(issued) != 1 || !strings.HasPrefix(issued[0].Event.Actor, "token:") {
+		t.Errorf("%d CertificateIssued on vm-2 (%+v), want 1 by the token", len(issued), issued)
 	}
 }

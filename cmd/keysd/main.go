@@ -169,6 +169,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("substitution responder: %w", err)
 	}
 	defer drain(substitution, logger)
+	hostCerts, err := bus.SubscribeHostCertificates(workCtx, conn, tokenSvc, certSvc, logger.With("component", "rpc"))
+	if err != nil {
+		return fmt.Errorf("host certificate responder: %w", err)
+	}
+	defer drain(hostCerts, logger)
 
 	roots, err := attestationRoots(cfg.AttestationRoots)
 	if err != nil {
