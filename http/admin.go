@@ -29,30 +29,38 @@ func viewAccount(a *domain.Account) accountView {
 // account and, optionally, its first key, in one atomic step.
 // Body: {"login", "operator"?, "key"?, "name"?}.
 func (s *Server) handleAccountCreate(c echo.Context) error {
-	body, err := readBody(c)
+	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
-	in, err := decodeParams(c, body)
+	if err := in.only("login", "operator", "key", "name"); err != nil {
+		return err
+	}
+	login, _, err := in.str("login")
 	if err != nil {
 		return err
 	}
-	login, ok := in["login"].(string)
-	if !ok || login == "" {
+	if login == "" {
 		return domain.Errorf(domain.EMISSING, "login is a required argument")
 	}
-	operator, _ := in["operator"].(bool)
+	operator, err := in.boolean("operator")
+	if err != nil {
+		return err
+	}
 	var key *domain.PublicKey
-	if raw, ok := in["key"]; ok && raw != nil {
-		text, ok := raw.(string)
-		if !ok {
-			return domain.Errorf(domain.EINVALID, "key must be a String")
-		}
+	text, hasKey, err := in.str("key")
+	if err != nil {
+		return err
+	}
+	if hasKey {
 		if key, err = domain.ParsePublicKey(text); err != nil {
 			return err
 		}
 	}
-	name, _ := in["name"].(string)
+	name, _, err := in.str("name")
+	if err != nil {
+		return err
+	}
 	a, err := s.cfg.Accounts.CreateAccount(c.Request().Context(), login, operator, name, key, s.meta(c))
 	if err != nil {
 		return err
@@ -80,50 +88,27 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 // "requireMultifactorSigning"?, "requireAttestedCertificates"?,
 // "certificatePrincipals"?, "certificateMaxValidity"? (seconds)}.
 func (s *Server) handleAccountPolicy(c echo.Context) error {
-	body, err := readBody(c)
+	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
-	in, err := decodeParams(c, body)
-	if err != nil {
+	names := []string{"requireAttestedKeys", "requireAttestedSigning", "requireMultifactorSigning",
+		"requireAttestedCertificates", "certificatePrincipals", "certificateMaxValidity"}
+	if err := in.only(names...); err != nil {
 		return err
 	}
 	var p domain.Policy
-	for name, dst := range map[string]*bool{
-		"requireAttestedKeys":         &p.RequireAttestedKeys,
-		"requireAttestedSigning":      &p.RequireAttestedSigning,
-		"requireMultifactorSigning":   &p.RequireMultifactorSigning,
-		"requireAttestedCertificates": &p.RequireAttestedCertificates,
-	} {
-		raw, ok := in[name]
-		if !ok || raw == nil {
-			continue
+	bools := []*bool{&p.RequireAttestedKeys, &p.RequireAttestedSigning, &p.RequireMultifactorSigning, &p.RequireAttestedCertificates}
+	for i, dst := range bools {
+		if *dst, err = in.boolean(names[i]); err != nil {
+			return err
 		}
-		if *dst, ok = raw.(bool); !ok {
-			return domain.Errorf(domain.EINVALID, "%s must be a Boolean", name)
-		}
-		delete(in, name)
 	}
-	if raw, ok := in["certificatePrincipals"]; ok {
-		if raw != nil {
-			if p.CertificatePrincipals, ok = stringArray(raw); !ok {
-				return domain.Errorf(domain.EINVALID, "certificatePrincipals must be an array of Strings")
-			}
-		}
-		delete(in, "certificatePrincipals")
+	if p.CertificatePrincipals, _, err = in.strs("certificatePrincipals"); err != nil {
+		return err
 	}
-	if raw, ok := in["certificateMaxValidity"]; ok {
-		if raw != nil {
-			n, ok := raw.(float64)
-			if !ok || n != float64(int64(n)) {
-				return domain.Errorf(domain.EINVALID, "certificateMaxValidity must be a whole number of seconds")
-			}
-			p.CertificateMaxValidity = int64(n)
-		}
-		delete(in, "certificateMaxValidity")
-	}
-	for name := range in {
-		return domain.Errorf(domain.EINVALID, "unknown policy %s", name)
+	if p.CertificateMaxValidity, _, err = in.integer("certificateMaxValidity"); err != nil {
+		return err
 	}
 	a, err := s.cfg.Accounts.SetPolicy(c.Request().Context(), pathParam(c, "login"), p, s.meta(c))
 	if err != nil {

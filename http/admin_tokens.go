@@ -28,21 +28,20 @@ func viewToken(t *domain.Token) tokenView {
 // handleTokenCreate serves POST /--admin/tokens: body {name, roles}. The
 // answer holds the token: the only time it is ever shown.
 func (s *Server) handleTokenCreate(c echo.Context) error {
-	body, err := readBody(c)
+	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
-	in, err := decodeParams(c, body)
+	if err := in.only("name", "roles"); err != nil {
+		return err
+	}
+	name, _, err := in.str("name")
 	if err != nil {
 		return err
 	}
-	name, _ := in["name"].(string)
-	var roles []string
-	if raw, ok := in["roles"]; ok && raw != nil {
-		var ok bool
-		if roles, ok = stringArray(raw); !ok {
-			return domain.Errorf(domain.EINVALID, "roles must be an array of Strings")
-		}
+	roles, _, err := in.strs("roles")
+	if err != nil {
+		return err
 	}
 	secret, t, err := s.cfg.Tokens.Create(c.Request().Context(), name, roles, s.meta(c))
 	if err != nil {

@@ -53,7 +53,7 @@ func (s *Server) verifySignature(c echo.Context) (*principal, error) {
 	}
 	params, err := httpsig.ParseAuthorization(authz)
 	if err != nil {
-		return nil, &headerError{"Authorization header is malformed: expected Signature keyId=\"/<login>/keys/<fingerprint>\",algorithm=\"...\",headers=\"...\",signature=\"...\""}
+		return nil, &headerError{msg: "Authorization header is malformed: expected Signature keyId=\"/<login>/keys/<fingerprint>\",algorithm=\"...\",headers=\"...\",signature=\"...\""}
 	}
 	fail := func(reason string, args ...any) (*principal, error) {
 		s.log.Info("authentication refused", append([]any{"requestId", requestID(c), "reason", reason, "keyId", params.KeyID}, args...)...)
@@ -105,8 +105,12 @@ func (s *Server) verifySignature(c echo.Context) (*principal, error) {
 	}
 	signing, err := httpsig.SigningString(r, headers)
 	if err != nil {
-		// The error names the header: the client sent it, no secret.
-		return nil, &headerError{"Authorization header is malformed: " + strings.TrimPrefix(err.Error(), httpsig.ErrMalformed.Error()+": ")}
+		// CloudAPI's error names the header, as CloudAPI does; LM's does
+		// not repeat it.
+		return nil, &headerError{
+			msg:   "Authorization header is malformed: " + strings.TrimPrefix(err.Error(), httpsig.ErrMalformed.Error()+": "),
+			quiet: "Authorization header is malformed: a header it lists as signed is missing from the request",
+		}
 	}
 	if err := httpsig.Verify(pub, alg, signing, params.Signature); err != nil {
 		return fail("signature does not verify", "err", err.Error())

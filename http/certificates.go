@@ -63,58 +63,55 @@ func viewCertificate(p *domain.CertificateIssued, revoked time.Time, now time.Ti
 	return v
 }
 
+// certFields are the members of a certificate request.
+var certFields = []string{"principals", "validity", "validBefore", "validAfter", "forceCommand", "sourceAddress", "extensions"}
+
 // certRequest reads a certificate request body: {principals?, validity?
 // (a duration such as "15m"), validBefore?, validAfter? (RFC 3339),
-// forceCommand?, sourceAddress?, extensions?}. Unknown fields are refused:
-// a misspelt option must not be silently left out of a certificate.
-func certRequest(in map[string]any) (domain.CertRequest, error) {
+// forceCommand?, sourceAddress?, extensions?}. Unknown members are
+// refused: a misspelt option must not be silently left out of a
+// certificate.
+func certRequest(in fields) (domain.CertRequest, error) {
 	var req domain.CertRequest
-	for name, raw := range in {
-		if raw == nil {
-			continue
+	if err := in.only(certFields...); err != nil {
+		return req, err
+	}
+	var err error
+	if req.Principals, _, err = in.strs("principals"); err != nil {
+		return req, err
+	}
+	// An empty array (no extensions) stays distinct from none given (the
+	// default extensions): strs returns a non-nil empty slice for it.
+	if req.Extensions, _, err = in.strs("extensions"); err != nil {
+		return req, err
+	}
+	if text, ok, err := in.str("validity"); err != nil {
+		return req, err
+	} else if ok {
+		if req.Validity, err = time.ParseDuration(text); err != nil {
+			return req, domain.Errorf(domain.EINVALID, "validity must be a duration such as \"15m\" or \"8h\"")
 		}
-		switch name {
-		case "principals", "extensions":
-			list, ok := stringArray(raw)
-			if !ok {
-				return req, domain.Errorf(domain.EINVALID, "%s must be an array of strings", name)
-			}
-			if name == "principals" {
-				req.Principals = list
-			} else {
-				req.Extensions = list
-			}
-		case "validity":
-			text, ok := raw.(string)
-			d, err := time.ParseDuration(text)
-			if !ok || err != nil {
-				return req, domain.Errorf(domain.EINVALID, "validity must be a duration such as \"15m\" or \"8h\"")
-			}
-			req.Validity = d
-		case "validBefore", "validAfter":
-			text, ok := raw.(string)
-			t, err := time.Parse(time.RFC3339, text)
-			if !ok || err != nil {
+	}
+	for name, dst := range map[string]*time.Time{"validBefore": &req.ValidBefore, "validAfter": &req.ValidAfter} {
+		text, ok, err := in.str(name)
+		if err != nil {
+			return req, err
+		}
+		if ok {
+			if *dst, err = time.Parse(time.RFC3339, text); err != nil {
 				return req, domain.Errorf(domain.EINVALID, "%s must be a time in RFC 3339 format, such as \"2026-01-02T15:04:05Z\"", name)
 			}
-			if name == "validBefore" {
-				req.ValidBefore = t
-			} else {
-				req.ValidAfter = t
-			}
-		case "forceCommand", "sourceAddress":
-			text, ok := raw.(string)
-			if !ok || text == "" {
-				return req, domain.Errorf(domain.EINVALID, "%s must be a non-empty string", name)
-			}
-			if name == "forceCommand" {
-				req.ForceCommand = text
-			} else {
-				req.SourceAddress = text
-			}
-		default:
-			return req, domain.Errorf(domain.EINVALID, "unknown certificate field %s", name)
 		}
+	}
+	for name, dst := range map[string]*string{"forceCommand": &req.ForceCommand, "sourceAddress": &req.SourceAddress} {
+		text, ok, err := in.str(name)
+		if err != nil {
+			return req, err
+		}
+		if ok && text == "" {
+			return req, domain.Errorf(domain.EINVALID, "%s must not be empty", name)
+		}
+		*dst = text
 	}
 	return req, nil
 }
@@ -130,11 +127,7 @@ func (s *Server) handleCertificateSign(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
-	body, err := readBody(c)
-	if err != nil {
-		return err
-	}
-	in, err := decodeParams(c, body)
+	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
@@ -229,25 +222,16 @@ func viewCA(ca *domain.CA) []caKeyView {
 // or host CA, which signs from now on; older keys stay trusted until
 // retired. Body: {"keyType"?} (default ed25519).
 func (s *Server) handleCACreateKey(c echo.Context) error {
-	body, err := readBody(c)
+	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
-	in, err := decodeParams(c, body)
-	if err != nil {
+	if err := in.only("keyType"); err != nil {
 		return err
 	}
-	var alg string
-	for name, raw := range in {
-		switch name {
-		case "keyType":
-			var ok bool
-			if alg, ok = raw.(string); !ok {
-				return domain.Errorf(domain.EINVALID, "keyType must be one of %s", strings.Join(domain.KeyAlgorithms, ", "))
-			}
-		default:
-			return domain.Errorf(domain.EINVALID, "unknown field %s", name)
-		}
+	alg, _, err := in.str("keyType")
+	if err != nil {
+		return err
 	}
 	k, err := s.cfg.Certificates.CreateCAKey(c.Request().Context(), pathParam(c, "ca"), alg, s.meta(c))
 	if err != nil {
@@ -329,7 +313,7 @@ func (s *Server) handleCAPublic(c echo.Context) error {
 // a host certificate for an instance's key, for the host names in
 // principals. Body: {principals, validity?, validBefore?, validAfter?}.
 func (s *Server) handleHostCertificateSign(c echo.Context) error {
-	in, err := lmDecode(c)
+	in, err := lmBody(c)
 	if err != nil {
 		return err
 	}

@@ -36,9 +36,23 @@ type cloudAPIError struct {
 
 // headerError is a malformed authentication header: CloudAPI answers it
 // with 400 InvalidHeader, a code that exists only at this layer.
-type headerError struct{ msg string }
+type headerError struct {
+	msg string
+	// quiet, if set, is msg without the part that repeats the request (a
+	// header name the signature lists, which CloudAPI's http-signature
+	// library names). LM answers it: LM's messages never echo input.
+	quiet string
+}
 
 func (e *headerError) Error() string { return e.msg }
+
+// lmMessage is the message LM answers.
+func (e *headerError) lmMessage() string {
+	if e.quiet != "" {
+		return e.quiet
+	}
+	return e.msg
+}
 
 // handleError answers err in the CloudAPI error format. Internal errors
 // are logged with the request id; the client sees a generic message.

@@ -1,10 +1,7 @@
 package http
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -12,9 +9,6 @@ import (
 
 	"github.com/infrakeys/infrakeys/domain"
 )
-
-// maxBodyBytes is CloudAPI's request body limit.
-const maxBodyBytes = 100000
 
 // keyView is a key as CloudAPI shows it. attested and multifactor appear
 // only for attested keys.
@@ -96,41 +90,34 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(c)
+	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
-	in, err := decodeParams(c, body)
-	if err != nil {
-		return err
-	}
-	rawKey, ok := in["key"]
-	if !ok || rawKey == nil {
+	if !in.given("key") {
 		return domain.Errorf(domain.EMISSING, "key is a required argument")
 	}
-	keyText, ok := rawKey.(string)
-	if !ok {
-		return domain.Errorf(domain.EINVALID, "key must be a String")
+	keyText, _, err := in.str("key")
+	if err != nil {
+		return err
 	}
 	key, err := domain.ParsePublicKey(keyText)
 	if err != nil {
 		return err
 	}
 	var att *domain.Attestation
-	if raw, ok := in["attestation"]; ok && raw != nil {
-		chain, ok := stringArray(raw)
-		if !ok {
-			return domain.Errorf(domain.EINVALID, "attestation must be an array of Strings")
-		}
+	chain, hasChain, err := in.strs("attestation")
+	if err != nil {
+		return err
+	}
+	if hasChain {
 		if att, err = s.verifyAttestation(key, chain); err != nil {
 			return err
 		}
 	}
-	var name string
-	if raw, ok := in["name"]; ok && raw != nil {
-		if name, ok = raw.(string); !ok {
-			return domain.Errorf(domain.EINVALID, "name must be a String")
-		}
+	name, _, err := in.str("name")
+	if err != nil {
+		return err
 	}
 	k, err := s.cfg.Accounts.CreateKey(c.Request().Context(), a.Login, name, key, att, s.meta(c))
 	if err != nil {
@@ -184,63 +171,6 @@ func encodeURIComponent(s string) string {
 // meta describes the request for the events it causes.
 func (s *Server) meta(c echo.Context) domain.Meta {
 	return domain.Meta{Actor: actorOf(c), RequestID: requestID(c), Time: s.cfg.Now()}
-}
-
-// readBody reads at most maxBodyBytes; more is 413.
-func readBody(c echo.Context) ([]byte, error) {
-	r := c.Request()
-	if r.ContentLength > maxBodyBytes {
-		return nil, domain.Errorf(domain.ETOOLARGE, "request body is larger than %d bytes", maxBodyBytes)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
-		return nil, domain.Errorf(domain.EMALFORMED, "cannot read the request body")
-	}
-	if len(body) > maxBodyBytes {
-		return nil, domain.Errorf(domain.ETOOLARGE, "request body is larger than %d bytes", maxBodyBytes)
-	}
-	return body, nil
-}
-
-// decodeParams reads the parameters of a CloudAPI request body: a JSON
-// object or, as restify accepts, a form. An empty body has none.
-func decodeParams(c echo.Context, body []byte) (map[string]any, error) {
-	in := map[string]any{}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return in, nil
-	}
-	ct := c.Request().Header.Get("Content-Type")
-	if strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, domain.Errorf(domain.EMALFORMED, "request body is not a valid form")
-		}
-		for k, v := range form {
-			if len(v) > 0 {
-				in[k] = v[0]
-			}
-		}
-		return in, nil
-	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, domain.Errorf(domain.EMALFORMED, "request body is not a JSON object")
-	}
-	return in, nil
-}
-
-// stringArray returns v as a []string if it is a JSON array of strings.
-func stringArray(v any) ([]string, bool) {
-	arr, ok := v.([]any)
-	if !ok {
-		return nil, false
-	}
-	out := make([]string, len(arr))
-	for i, e := range arr {
-		if out[i], ok = e.(string); !ok {
-			return nil, false
-		}
-	}
-	return out, true
 }
 
 // verifyAttestation checks a hardware attestation chain for key against

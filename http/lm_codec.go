@@ -1,46 +1,18 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"mime"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/infrakeys/infrakeys/domain"
 )
 
 // The LM surface speaks JSON and YAML: its docs recommend YAML because PEM
 // keys hold newlines. Both directions keep PEM blocks byte for byte (YAML
 // literal blocks on the way out).
-
-// lmDecode reads a JSON or YAML object body into a map.
-func lmDecode(c echo.Context) (map[string]any, error) {
-	body, err := readBody(c)
-	if err != nil {
-		return nil, err
-	}
-	in := map[string]any{}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return in, nil
-	}
-	ct := c.Request().Header.Get("Content-Type")
-	mt, _, _ := mime.ParseMediaType(ct)
-	switch mt {
-	case "application/json", "":
-		if err := json.Unmarshal(body, &in); err != nil {
-			return nil, domain.Errorf(domain.EMALFORMED, "request body is not a JSON object")
-		}
-	case "application/yaml", "application/x-yaml", "text/yaml":
-		if err := yaml.Unmarshal(body, &in); err != nil {
-			return nil, domain.Errorf(domain.EMALFORMED, "request body is not a YAML mapping")
-		}
-	default:
-		return nil, domain.Errorf(domain.EUNSUPPORTED, "content type %q is not supported; use application/json or application/yaml", ct)
-	}
-	return in, nil
-}
 
 // wantsYAML reports whether the client prefers YAML answers.
 func wantsYAML(c echo.Context) bool {
@@ -67,27 +39,22 @@ func lmWrite(c echo.Context, status int, v any) error {
 	if err != nil {
 		return err
 	}
+	// Numbers stay as they were written (json.Number), not float64.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
 	var generic any
-	if err := json.Unmarshal(data, &generic); err != nil {
+	if err := dec.Decode(&generic); err != nil {
 		return err
 	}
-	out, err := yaml.Marshal(generic)
-	if err != nil {
+	// Two spaces a level, as the decoder charges for values echoed back.
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(generic); err != nil {
 		return err
 	}
-	return writeBody(c, status, "application/yaml", out)
-}
-
-// lmString returns the string field name of in; absent or null is "", any
-// other type an error.
-func lmString(in map[string]any, name string) (string, bool, error) {
-	raw, ok := in[name]
-	if !ok || raw == nil {
-		return "", false, nil
+	if err := enc.Close(); err != nil {
+		return err
 	}
-	s, ok := raw.(string)
-	if !ok {
-		return "", false, domain.Errorf(domain.EINVALID, "%s must be a string", name)
-	}
-	return s, true, nil
+	return writeBody(c, status, "application/yaml", out.Bytes())
 }

@@ -47,7 +47,7 @@ func (s *Server) handleLMError(err error, c echo.Context) {
 	var ee *echo.HTTPError
 	switch {
 	case errors.As(err, &he):
-		status, msg = http.StatusUnauthorized, he.msg
+		status, msg = http.StatusUnauthorized, he.lmMessage()
 	case errors.As(err, &ee):
 		status = ee.Code
 		switch ee.Code {

@@ -32,7 +32,7 @@ func viewInfraKey(k *domain.InfraKey) infraKeyView {
 
 // includePrivate reads ?includePrivateKey and checks the caller may.
 func includePrivate(c echo.Context) (bool, error) {
-	switch v := c.QueryParam("includePrivateKey"); v {
+	switch c.QueryParam("includePrivateKey") {
 	case "", "false":
 		return false, nil
 	case "true":
@@ -41,7 +41,8 @@ func includePrivate(c echo.Context) (bool, error) {
 		}
 		return true, nil
 	default:
-		return false, domain.Errorf(domain.EINVALID, "includePrivateKey must be true or false, not %q", v)
+		// The value is not echoed: errors never repeat what a client sent.
+		return false, domain.Errorf(domain.EINVALID, "includePrivateKey must be true or false")
 	}
 }
 
@@ -70,16 +71,16 @@ func (s *Server) views(c echo.Context, keys []domain.InfraKey, include bool) ([]
 }
 
 // keyMaterial reads publicKey, privateKey and generate from a body.
-func keyMaterial(in map[string]any) (domain.KeyMaterial, error) {
+func keyMaterial(in fields) (domain.KeyMaterial, error) {
 	var km domain.KeyMaterial
 	var err error
-	if km.PublicKey, _, err = lmString(in, "publicKey"); err != nil {
+	if km.PublicKey, _, err = in.str("publicKey"); err != nil {
 		return km, err
 	}
-	if km.PrivateKey, _, err = lmString(in, "privateKey"); err != nil {
+	if km.PrivateKey, _, err = in.str("privateKey"); err != nil {
 		return km, err
 	}
-	if km.Generate, _, err = lmString(in, "generate"); err != nil {
+	if km.Generate, _, err = in.str("generate"); err != nil {
 		return km, err
 	}
 	return km, nil
@@ -89,15 +90,15 @@ func keyMaterial(in map[string]any) (domain.KeyMaterial, error) {
 // Body: {name, description?, publicKey?, privateKey?} or {name,
 // description?, generate: "ed25519"|"rsa-3072"|"rsa-4096"|"ecdsa-p256"|"ecdsa-p384"}.
 func (s *Server) handleSharedCreate(c echo.Context) error {
-	in, err := lmDecode(c)
+	in, err := lmBody(c)
 	if err != nil {
 		return err
 	}
-	name, _, err := lmString(in, "name")
+	name, _, err := in.str("name")
 	if err != nil {
 		return err
 	}
-	desc, _, err := lmString(in, "description")
+	desc, _, err := in.str("description")
 	if err != nil {
 		return err
 	}
@@ -156,19 +157,19 @@ func (s *Server) handleSharedGet(c echo.Context) error {
 // Body: {description?, publicKey?, privateKey?, generate?}; LM's CLI also
 // sends id and name, which must be the key's own. Fields left out are kept.
 func (s *Server) handleSharedUpdate(c echo.Context) error {
-	in, err := lmDecode(c)
+	in, err := lmBody(c)
 	if err != nil {
 		return err
 	}
-	id, _, err := lmString(in, "id")
+	id, _, err := in.str("id")
 	if err != nil {
 		return err
 	}
-	newName, _, err := lmString(in, "name")
+	newName, _, err := in.str("name")
 	if err != nil {
 		return err
 	}
-	desc, hasDesc, err := lmString(in, "description")
+	desc, hasDesc, err := in.str("description")
 	if err != nil {
 		return err
 	}
@@ -231,25 +232,23 @@ func (s *Server) handleInstanceRemove(c echo.Context) error {
 // privateProperties are replaced by the keys themselves, for a request to
 // a driver. Body: {properties, privateProperties?, instanceId?}.
 func (s *Server) handleSubstitute(c echo.Context) error {
-	in, err := lmDecode(c)
+	in, err := lmBody(c)
 	if err != nil {
 		return err
 	}
-	instanceID, _, err := lmString(in, "instanceId")
+	instanceID, _, err := in.str("instanceId")
 	if err != nil {
 		return err
 	}
 	sections := map[string]map[string]any{}
 	for _, sec := range []string{"properties", "privateProperties"} {
-		raw, ok := in[sec]
-		if !ok || raw == nil {
-			continue
+		props, ok, err := in.object(sec)
+		if err != nil {
+			return err
 		}
-		props, ok := raw.(map[string]any)
-		if !ok {
-			return domain.Errorf(domain.EINVALID, "%s must be an object", sec)
+		if ok {
+			sections[sec] = props
 		}
-		sections[sec] = props
 	}
 	out, err := s.cfg.InfraKeys.Substitute(c.Request().Context(), sections, instanceID, s.meta(c))
 	if err != nil {

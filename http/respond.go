@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/json"
@@ -73,11 +74,24 @@ func requestID(c echo.Context) string {
 // writeJSON answers with v as JSON and the body headers CloudAPI clients
 // check: Content-Type, Content-Length and Content-MD5.
 func writeJSON(c echo.Context, status int, v any) error {
-	body, err := json.Marshal(v)
+	body, err := marshalJSON(v)
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
 	return writeBody(c, status, "application/json", body)
+}
+
+// marshalJSON encodes v without escaping <, > and & as \u003c...: JSON
+// answers are not HTML, and the escapes would make an answer that echoes
+// a body six times its size.
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // writeBody answers with body and its length and MD5.

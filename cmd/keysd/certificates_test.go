@@ -282,7 +282,7 @@ func TestUserCertificateRefusals(t *testing.T) {
 		{"ErrNotAttested", alice, "/my/keys/laptop/certificates", nil, map[string]any{"requireAttestedCertificates": true}, 403, "NotAuthorized", "requireAttestedCertificates"},
 		{"ErrBadValidity", alice, "/my/keys/laptop/certificates", map[string]any{"validity": "forever"}, nil, 409, "InvalidArgument", "validity must be a duration"},
 		{"ErrPast", alice, "/my/keys/laptop/certificates", map[string]any{"validBefore": "2001-01-01T00:00:00Z"}, nil, 409, "InvalidArgument", "validBefore must be in the future"},
-		{"ErrUnknownField", alice, "/my/keys/laptop/certificates", map[string]any{"permitPty": true}, nil, 409, "InvalidArgument", "unknown certificate field permitPty"},
+		{"ErrUnknownField", alice, "/my/keys/laptop/certificates", map[string]any{"permitPty": true}, nil, 409, "InvalidArgument", "unknown member permitPty"},
 		{"ErrUnknownExtension", alice, "/my/keys/laptop/certificates", map[string]any{"extensions": []string{"permit-root"}}, nil, 409, "InvalidArgument", `extension "permit-root"`},
 		{"ErrSourceAddress", alice, "/my/keys/laptop/certificates", map[string]any{"sourceAddress": "localhost"}, nil, 409, "InvalidArgument", "sourceAddress"},
 	} {
