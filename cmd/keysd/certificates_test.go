@@ -83,10 +83,14 @@ func MustAccountNamedKey(tb testing.TB, k *keysd, login, name string, priv crypt
 	return k.Client(tb, login, priv)
 }
 
-// MustSign asks for a certificate and returns it.
+// MustSign asks for a certificate (body nil: no body) and returns it.
 func (c *client) MustSign(tb testing.TB, path string, body map[string]any) certJSON {
 	tb.Helper()
-	r := c.Do(tb, "POST", path, body)
+	var b any
+	if body != nil {
+		b = body
+	}
+	r := c.Do(tb, "POST", path, b)
 	if r.StatusCode != http.StatusCreated {
 		tb.Fatalf("POST %s: %d %s", path, r.StatusCode, r.Body)
 	}
@@ -308,6 +312,28 @@ func TestUserCertificateRefusals(t *testing.T) {
 	if after := len(eventsOf(MustEvents(t, k), domain.TypeCertificateIssued)); after != before {
 		t.Errorf("refused requests recorded %d certificates", after-before)
 	}
+	// Revocation: of another account's certificate looks like a missing
+	// one; a serial that is not a positive integer is refused.
+	issued := alice.MustSign(t, "/my/keys/laptop/certificates", nil)
+	for _, tc := range []struct {
+		c      *client
+		path   string
+		status int
+	}{
+		{bob, fmt.Sprintf("/alice/certificates/%d", issued.Serial), http.StatusNotFound},
+		{bob, fmt.Sprintf("/my/certificates/%d", issued.Serial), http.StatusNotFound},
+		{alice, "/my/certificates/0", http.StatusConflict},
+		{alice, "/my/certificates/x", http.StatusConflict},
+	} {
+		if r := tc.c.Do(t, "DELETE", tc.path, nil); r.StatusCode != tc.status {
+			t.Errorf("DELETE %s: %d %s, want %d", tc.path, r.StatusCode, r.Body, tc.status)
+		}
+	}
+	var list []certJSON
+	alice.Do(t, "GET", "/my/certificates", nil).JSON(t, &list)
+	if len(list) != 1 || list[0].State != "valid" {
+		t.Errorf("alice's certificates after refused revocations: %+v", list)
+	}
 	// Policies beyond the hard limits are refused too.
 	r := k.Admin.Do(t, "PUT", "/--admin/accounts/alice/policy", map[string]any{"certificateMaxValidity": 8 * 24 * 3600})
 	if code, _ := r.ErrorBody(t); r.StatusCode != 409 || code != "InvalidArgument" {
@@ -347,6 +373,8 @@ func TestCAKeyRotation(t *testing.T) {
 	}
 	for _, tc := range []struct{ method, path, code string }{
 		{"POST", "/--admin/cas/other", "ResourceNotFound"},
+		{"GET", "/--cas/other", "ResourceNotFound"},
+		{"GET", "/--cas/host?format=pem", "InvalidArgument"},
 		{"DELETE", "/--admin/cas/host/keys/nope", "ResourceNotFound"},
 	} {
 		r := k.Admin.Do(t, tc.method, tc.path, map[string]any{})
