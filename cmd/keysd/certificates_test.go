@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"encoding/pem"
 	"fmt"
@@ -339,9 +340,10 @@ func TestUserCertificateRefusals(t *testing.T) {
 }
 
 // CA keys rotate: a new key signs, the old one stays trusted until it is
-// retired; the public lists follow.
+// retired; the public lists follow, and the retired key's private half
+// is destroyed (its data key gone), the other's kept.
 func TestCAKeyRotation(t *testing.T) {
-	k := MustStart(t, nil)
+	k := MustStartLM(t, nil)
 	first := MustCAKey(t, k, "host")
 	r := k.Admin.Do(t, "POST", "/--admin/cas/host", map[string]any{"keyType": "ecdsa-p256"})
 	if r.StatusCode != http.StatusCreated {
@@ -381,6 +383,27 @@ func TestCAKeyRotation(t *testing.T) {
 	}
 	if r := k.Admin.Do(t, "POST", "/--admin/cas/user", map[string]any{"keyType": "dsa"}); r.StatusCode != 409 {
 		t.Errorf("unknown key type: %d %s", r.StatusCode, r.Body)
+	}
+
+	secrets := map[string]string{} // CA key id -> data key id
+	for _, r := range eventsOf(MustEvents(t, k), domain.TypeCAKeyCreated) {
+		var p domain.CAKeyCreated
+		if err := r.Event.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		secrets[p.ID] = p.SealedPrivateKey.SecretID
+	}
+	k.Stop(t)
+	o := MustOpenOffline(t, k)
+	defer o.Close()
+	for id, want := range map[string]bool{first.ID: false, second.ID: true} {
+		wrapped, _, err := o.Keys.Get(context.Background(), secrets[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := wrapped != nil; got != want {
+			t.Errorf("data key of CA key %s present: %v, want %v", id, got, want)
+		}
 	}
 }
 
