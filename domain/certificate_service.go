@@ -196,6 +196,11 @@ func (s *CertificateService) SignHostCertificate(ctx context.Context, id, name s
 // serial, taken at its first decision and kept when a version conflict
 // makes it decide again: that decision's event was not appended, so the
 // serial is still unused.
+//
+// The CA is read, not decided against: a key retired while a certificate
+// is being signed may still sign it (the certificate is recorded like any
+// other). It is refused wherever the retired key is no longer trusted,
+// which is the point of retiring it.
 func (s *CertificateService) issue(ctx context.Context, owner Owner, caName string, cert *ssh.Certificate, keyName string, serial *uint64, m Meta) (Event, error) {
 	ca, err := s.CAs.LoadCA(ctx, caName)
 	if err != nil {
