@@ -85,7 +85,10 @@ func BenchmarkSignCertificate(b *testing.B) {
 	if r := k.Admin.Do(b, "POST", "/--admin/cas/user", map[string]any{}); r.StatusCode != http.StatusCreated {
 		b.Fatalf("create CA key: %d %s", r.StatusCode, r.Body)
 	}
-	signers := make([]*client, 256)
+	// Many accounts, each signing a few certificates in a run, as users
+	// do: an account keeps its certificates until they expire, so a few
+	// accounts signing thousands would measure their growing documents.
+	signers := make([]*client, 2048)
 	for i := range signers {
 		login := fmt.Sprintf("signer%d", i)
 		signers[i] = MustAccountNamedKey(b, k, login, "k", MustKey(b))
