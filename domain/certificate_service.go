@@ -125,11 +125,15 @@ func (s *CertificateService) RetireCAKey(ctx context.Context, name, ref string, 
 }
 
 // SignUserCertificate signs a user certificate for the key of account
-// login that ref names.
-func (s *CertificateService) SignUserCertificate(ctx context.Context, login, ref string, req CertRequest, m Meta) (*CertificateIssued, error) {
+// login that ref names. loaded, when not nil, is that account as the
+// request already read it; the command then starts from it.
+func (s *CertificateService) SignUserCertificate(ctx context.Context, login string, loaded *Account, ref string, req CertRequest, m Meta) (*CertificateIssued, error) {
+	if loaded != nil && loaded.Login != login {
+		return nil, Errorf(EINTERNAL, "a command on account %s cannot start from the state of account %s", login, loaded.Login)
+	}
 	var issued CertificateIssued
 	serial := uint64(0)
-	_, err := decideAndAppend(ctx, "account "+login,
+	_, err := decideAndAppend(ctx, "account "+login, loaded,
 		func(ctx context.Context) (*Account, error) { return s.Accounts.LoadAccount(ctx, login) },
 		func(a *Account) uint64 { return a.Version },
 		func(ctx context.Context, expected uint64, evs []Event) (*Account, error) {
@@ -166,7 +170,7 @@ func (s *CertificateService) SignHostCertificate(ctx context.Context, id, name s
 	}
 	var issued CertificateIssued
 	serial := uint64(0)
-	_, err := decideAndAppend(ctx, "instance "+id,
+	_, err := decideAndAppend(ctx, "instance "+id, nil,
 		func(ctx context.Context) (*Instance, error) { return s.Instances.LoadInstance(ctx, id) },
 		func(in *Instance) uint64 { return in.Version },
 		func(ctx context.Context, expected uint64, evs []Event) (*Instance, error) {
@@ -245,10 +249,14 @@ func (s *CertificateService) signer(ctx context.Context, caName string, caKey *C
 	return signer, nil
 }
 
-// RevokeCertificate revokes the certificate serial of account login.
-func (s *CertificateService) RevokeCertificate(ctx context.Context, login string, serial uint64, m Meta) error {
+// RevokeCertificate revokes the certificate serial of account login,
+// starting from loaded as SignUserCertificate does.
+func (s *CertificateService) RevokeCertificate(ctx context.Context, login string, loaded *Account, serial uint64, m Meta) error {
+	if loaded != nil && loaded.Login != login {
+		return Errorf(EINTERNAL, "a command on account %s cannot start from the state of account %s", login, loaded.Login)
+	}
 	var revoked string
-	_, err := decideAndAppend(ctx, "account "+login,
+	_, err := decideAndAppend(ctx, "account "+login, loaded,
 		func(ctx context.Context) (*Account, error) { return s.Accounts.LoadAccount(ctx, login) },
 		func(a *Account) uint64 { return a.Version },
 		func(ctx context.Context, expected uint64, evs []Event) (*Account, error) {
@@ -272,7 +280,7 @@ func (s *CertificateService) RevokeCertificate(ctx context.Context, login string
 }
 
 func (s *CertificateService) runCA(ctx context.Context, name string, decide func(*CA) ([]Event, error)) (*CA, error) {
-	return decideAndAppend(ctx, "the "+name+" certificate authority",
+	return decideAndAppend(ctx, "the "+name+" certificate authority", nil,
 		func(ctx context.Context) (*CA, error) { return s.CAs.LoadCA(ctx, name) },
 		func(ca *CA) uint64 { return ca.Version },
 		func(ctx context.Context, expected uint64, evs []Event) (*CA, error) {

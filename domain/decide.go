@@ -10,16 +10,23 @@ import (
 // if nothing happened to the owner meanwhile, and decides again after a
 // version conflict. When decide decides nothing, the state loaded is
 // returned. what names the owner in the error after too many conflicts.
-func decideAndAppend[T any](ctx context.Context, what string,
+// loaded, when not nil, is the owner's state as the request already read
+// it: the first decision is taken against it instead of loading the owner
+// again (a write in between fails the append, and the command is decided
+// again against a fresh load).
+func decideAndAppend[T any](ctx context.Context, what string, loaded *T,
 	load func(context.Context) (*T, error),
 	version func(*T) uint64,
 	appendEvents func(context.Context, uint64, []Event) (*T, error),
 	decide func(*T) ([]Event, error),
 ) (*T, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		st, err := load(ctx)
-		if err != nil {
-			return nil, err
+		st := loaded
+		if attempt > 0 || st == nil {
+			var err error
+			if st, err = load(ctx); err != nil {
+				return nil, err
+			}
 		}
 		evs, err := decide(st)
 		if err != nil {

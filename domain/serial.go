@@ -102,7 +102,7 @@ func (s *Serials) Next(ctx context.Context, m Meta) (uint64, error) {
 			block = DefaultSerialBlock
 		}
 		var reserved SerialBlockReserved
-		_, err := decideAndAppend(ctx, "the certificate serial counter",
+		_, err := decideAndAppend(ctx, "the certificate serial counter", nil,
 			s.Repo.LoadSerials,
 			func(c *SerialCounter) uint64 { return c.Version },
 			s.Repo.AppendSerials,

@@ -134,7 +134,7 @@ func (s *Server) handleCertificateSign(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	issued, err := s.cfg.Certificates.SignUserCertificate(c.Request().Context(), a.Login, ref, req, s.meta(c))
+	issued, err := s.cfg.Certificates.SignUserCertificate(c.Request().Context(), a.Login, a, ref, req, s.meta(c))
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func (s *Server) handleCertificateRevoke(c echo.Context) error {
 	if err != nil || serial == 0 {
 		return domain.Errorf(domain.EINVALID, "serial must be a certificate serial number (a positive integer)")
 	}
-	if err := s.cfg.Certificates.RevokeCertificate(c.Request().Context(), a.Login, serial, s.meta(c)); err != nil {
+	if err := s.cfg.Certificates.RevokeCertificate(c.Request().Context(), a.Login, a, serial, s.meta(c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
