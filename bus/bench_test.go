@@ -34,7 +34,7 @@ func BenchmarkAppend(b *testing.B) {
 						// A fresh owner per append: no conflicts, so this
 						// measures the log, not retries.
 						owner := domain.AccountOwner(fmt.Sprintf("bench%d", n.Add(1)))
-						ev := domain.NewEvent(owner, domain.TypeAccountCreated, 1, domain.AccountCreated{Login: owner.ID}, domain.Meta{Actor: "bench"})
+						ev := domain.NewEvent(owner, domain.AccountCreated{Login: owner.ID}, domain.Meta{Actor: "bench"})
 						if _, err := log.Append(context.Background(), owner, 0, []domain.Event{ev}); err != nil {
 							b.Error(err)
 							return

@@ -46,9 +46,15 @@ type testAppended struct {
 	N        int    `json:"n"`
 }
 
+// EventType declares testAppended as an event type of its own, which no
+// projection knows.
+func (testAppended) EventType() domain.EventType {
+	return domain.EventType{Name: "TestAppended", Version: 1}
+}
+
 // testEvent returns an event for owner that records expected.
 func testEvent(owner domain.Owner, expected uint64, writer, n int) domain.Event {
-	return domain.NewEvent(owner, "TestAppended", 1, testAppended{Expected: expected, Writer: writer, N: n}, domain.Meta{Actor: "test"})
+	return domain.NewEvent(owner, testAppended{Expected: expected, Writer: writer, N: n}, domain.Meta{Actor: "test"})
 }
 
 // testEvents returns n events for owner.

@@ -108,7 +108,7 @@ func CreateAccount(existing *Account, login string, operator bool, m Meta) ([]Ev
 	if existing != nil {
 		return nil, Errorf(ECONFLICT, "account %s already exists", login)
 	}
-	return []Event{NewEvent(AccountOwner(login), TypeAccountCreated, 1,
+	return []Event{NewEvent(AccountOwner(login),
 		AccountCreated{Login: login, Operator: operator}, m)}, nil
 }
 
@@ -118,7 +118,7 @@ func (a *Account) GrantOperator(m Meta) []Event {
 	if a.Operator {
 		return nil
 	}
-	return []Event{NewEvent(AccountOwner(a.Login), TypeOperatorGranted, 1, OperatorGranted{Login: a.Login}, m)}
+	return []Event{NewEvent(AccountOwner(a.Login), OperatorGranted{Login: a.Login}, m)}
 }
 
 // CreateKey decides adding key to a. The name defaults to the key's comment,
@@ -142,7 +142,7 @@ func (a *Account) CreateKey(name string, key *PublicKey, att *Attestation, m Met
 			return Event{}, Errorf(ECONFLICT, "key already exists or is invalid")
 		}
 	}
-	return NewEvent(AccountOwner(a.Login), TypeKeyCreated, 1, KeyCreated{
+	return NewEvent(AccountOwner(a.Login), KeyCreated{
 		Name:              name,
 		Fingerprint:       key.Fingerprint,
 		FingerprintSHA256: key.FingerprintSHA256,
@@ -162,7 +162,7 @@ func (a *Account) SetPolicy(p Policy, m Meta) ([]Event, error) {
 	if a.Policy.Equal(p) {
 		return nil, nil
 	}
-	return []Event{NewEvent(AccountOwner(a.Login), TypePolicySet, 1, AccountPolicySet{Login: a.Login, Policy: p}, m)}, nil
+	return []Event{NewEvent(AccountOwner(a.Login), AccountPolicySet{Login: a.Login, Policy: p}, m)}, nil
 }
 
 // CheckSigningKey enforces a's policy on a request signed with k, one of
@@ -187,7 +187,7 @@ func (a *Account) DeleteKey(ref string, m Meta) (Event, error) {
 	if len(a.Keys) == 1 {
 		return Event{}, Errorf(ECONFLICT, "%s is the last key of account %s; add another key before deleting it", ref, a.Login)
 	}
-	return NewEvent(AccountOwner(a.Login), TypeKeyDeleted, 1,
+	return NewEvent(AccountOwner(a.Login),
 		KeyDeleted{Name: k.Name, Fingerprint: k.Fingerprint}, m), nil
 }
 

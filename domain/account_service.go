@@ -2,13 +2,7 @@ package domain
 
 import (
 	"context"
-	"errors"
 )
-
-// ErrVersionConflict is returned by a repository's Append when the owner's
-// history moved on since the state the events were decided against. The
-// command is then decided again against the new state.
-var ErrVersionConflict = errors.New("version conflict")
 
 // AccountRepository loads accounts and appends their events. Append is
 // atomic (all events or none) and checks that nothing was appended for the
@@ -19,13 +13,8 @@ type AccountRepository interface {
 	AppendAccount(ctx context.Context, login string, expected uint64, events []Event) (*Account, error)
 }
 
-// maxAttempts bounds how often a command is decided again after a
-// concurrent write; each conflict means another writer made progress.
-const maxAttempts = 20
-
-// AccountService runs the commands on accounts: load, decide, append, and
-// decide again on a version conflict. No check-then-act race is possible:
-// the append fails if anything happened since the load.
+// AccountService runs the commands on accounts (Execute: load, decide,
+// append, and decide again on a version conflict).
 type AccountService struct {
 	Repo AccountRepository
 }
@@ -33,7 +22,7 @@ type AccountService struct {
 // CreateAccount creates an account with, optionally, its first key, in one
 // atomic append.
 func (s *AccountService) CreateAccount(ctx context.Context, login string, operator bool, keyName string, key *PublicKey, m Meta) (*Account, error) {
-	return s.run(ctx, login, func(a *Account) ([]Event, error) {
+	return s.run(ctx, login, nil, func(a *Account) ([]Event, error) {
 		evs, err := CreateAccount(a, login, operator, m)
 		if err != nil || key == nil {
 			return evs, err
@@ -56,7 +45,7 @@ func (s *AccountService) CreateAccount(ctx context.Context, login string, operat
 // key has that name: an operator who swaps the key file for a new key
 // with the same comment must not lock keysd out of starting.
 func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *PublicKey, m Meta) (*Account, error) {
-	return s.run(ctx, login, func(a *Account) ([]Event, error) {
+	return s.run(ctx, login, nil, func(a *Account) ([]Event, error) {
 		var evs []Event
 		if a == nil {
 			created, err := CreateAccount(nil, login, true, m)
@@ -82,9 +71,11 @@ func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *
 }
 
 // CreateKey adds key, with its verified attestation if any, to the account
-// login.
-func (s *AccountService) CreateKey(ctx context.Context, login, name string, key *PublicKey, att *Attestation, m Meta) (*AccountKey, error) {
-	acct, err := s.run(ctx, login, func(a *Account) ([]Event, error) {
+// login. loaded, when not nil, is that account as the request already read
+// it (see Execute); the command then starts from it instead of loading the
+// account again.
+func (s *AccountService) CreateKey(ctx context.Context, login string, loaded *Account, name string, key *PublicKey, att *Attestation, m Meta) (*AccountKey, error) {
+	acct, err := s.run(ctx, login, loaded, func(a *Account) ([]Event, error) {
 		if a == nil {
 			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
 		}
@@ -106,7 +97,7 @@ func (s *AccountService) CreateKey(ctx context.Context, login, name string, key 
 
 // SetPolicy replaces the policy of the account login.
 func (s *AccountService) SetPolicy(ctx context.Context, login string, p Policy, m Meta) (*Account, error) {
-	return s.run(ctx, login, func(a *Account) ([]Event, error) {
+	return s.run(ctx, login, nil, func(a *Account) ([]Event, error) {
 		if a == nil {
 			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
 		}
@@ -114,9 +105,11 @@ func (s *AccountService) SetPolicy(ctx context.Context, login string, p Policy, 
 	})
 }
 
-// DeleteKey removes the key that ref names from the account login.
-func (s *AccountService) DeleteKey(ctx context.Context, login, ref string, m Meta) error {
-	_, err := s.run(ctx, login, func(a *Account) ([]Event, error) {
+// DeleteKey removes the key that ref names from the account login. loaded,
+// when not nil, is that account as the request already read it, as for
+// CreateKey.
+func (s *AccountService) DeleteKey(ctx context.Context, login string, loaded *Account, ref string, m Meta) error {
+	_, err := s.run(ctx, login, loaded, func(a *Account) ([]Event, error) {
 		if a == nil {
 			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
 		}
@@ -129,36 +122,18 @@ func (s *AccountService) DeleteKey(ctx context.Context, login, ref string, m Met
 	return err
 }
 
-// run loads the account, lets decide turn the command into events, and
-// appends them, deciding again after a version conflict. When decide
-// decides nothing, the current state is returned.
-func (s *AccountService) run(ctx context.Context, login string, decide func(*Account) ([]Event, error)) (*Account, error) {
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		a, err := s.Repo.LoadAccount(ctx, login)
-		if err != nil {
-			return nil, err
+// run executes a command on the account login, starting from loaded when
+// the request already read it. A state of another account would have the
+// command decided against the wrong account: that is a bug, refused.
+func (s *AccountService) run(ctx context.Context, login string, loaded *Account, decide Decision[*Account]) (*Account, error) {
+	var start *Snapshot[*Account]
+	if loaded != nil {
+		if loaded.Login != login {
+			return nil, Errorf(EINTERNAL, "a command on account %s cannot start from the state of account %s", login, loaded.Login)
 		}
-		var version uint64
-		if a != nil {
-			version = a.Version
-		}
-		evs, err := decide(a)
-		if err != nil {
-			return nil, err
-		}
-		if len(evs) == 0 {
-			return a, nil
-		}
-		after, err := s.Repo.AppendAccount(ctx, login, version, evs)
-		if errors.Is(err, ErrVersionConflict) {
-			if err := ConflictBackoff(ctx, attempt); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return after, err
+		start = &Snapshot[*Account]{State: loaded, Version: loaded.Version}
 	}
-	return nil, Errorf(EUNAVAILABLE, "too many concurrent changes to account %s; retry", login)
+	return Execute(ctx, Accounts(s.Repo), AccountOwner(login), start, decide)
 }
 
 // bootstrapKeyName is the name EnsureOperator gives key in a: its comment,

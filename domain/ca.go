@@ -20,12 +20,6 @@ const (
 // CANames lists the CAs.
 var CANames = []string{CAUser, CAHost}
 
-// Event types of certificate authorities.
-const (
-	TypeCAKeyCreated = "CAKeyCreated"
-	TypeCAKeyRetired = "CAKeyRetired"
-)
-
 // ScopeCA is the KeyRef scope a CA key's private half is sealed under: the
 // CA's name is the KeyRef's name, the CA key's id its id.
 const ScopeCA = "ca"
@@ -154,7 +148,7 @@ func (ca *CA) AddKey(n NewCAKey, m Meta) (Event, error) {
 	if len(ca.Trusted()) >= maxCAKeys {
 		return Event{}, Errorf(ECONFLICT, "the %s certificate authority trusts %d keys already; retire one first", ca.Name, maxCAKeys)
 	}
-	return NewEvent(CAOwner(ca.Name), TypeCAKeyCreated, 1, CAKeyCreated{
+	return NewEvent(CAOwner(ca.Name), CAKeyCreated{
 		ID: n.ID, CA: ca.Name, PublicKey: n.Pair.PublicKey, Type: n.Pair.Type, Bits: n.Pair.Bits,
 		FingerprintSHA256: n.Pair.FingerprintSHA256, SealedPrivateKey: n.Sealed,
 	}, m), nil
@@ -174,7 +168,7 @@ func (ca *CA) RetireKey(ref string, m Meta) ([]Event, error) {
 	if k.PrivateKey != nil {
 		p.SecretID = k.PrivateKey.SecretID
 	}
-	return []Event{NewEvent(CAOwner(ca.Name), TypeCAKeyRetired, 1, p, m)}, nil
+	return []Event{NewEvent(CAOwner(ca.Name), p, m)}, nil
 }
 
 // ApplyCAEvent returns the CA after e, stored at seq. Events at or below

@@ -11,13 +11,6 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Event types of certificates. Both belong to the owner of the key the
-// certificate is for: the account, or the instance.
-const (
-	TypeCertificateIssued  = "CertificateIssued"
-	TypeCertificateRevoked = "CertificateRevoked"
-)
-
 // Certificate types, as CertificateIssued records them.
 const (
 	CertTypeUser = "user"
@@ -299,7 +292,7 @@ func IssueCertificate(owner Owner, cert *ssh.Certificate, keyName string, serial
 	if len(cert.CriticalOptions) > 0 {
 		opts = cert.CriticalOptions
 	}
-	return NewEvent(owner, TypeCertificateIssued, 1, CertificateIssued{
+	return NewEvent(owner, CertificateIssued{
 		Serial:               serial,
 		CertType:             typ,
 		KeyID:                cert.KeyId,
@@ -337,7 +330,7 @@ func (a *Account) RevokeCertificate(serial uint64, now time.Time, m Meta) ([]Eve
 	if !c.Revoked.IsZero() {
 		return nil, nil
 	}
-	return []Event{NewEvent(AccountOwner(a.Login), TypeCertificateRevoked, 1, CertificateRevoked{
+	return []Event{NewEvent(AccountOwner(a.Login), CertificateRevoked{
 		Serial: c.Serial, CertType: c.CertType, KeyFingerprintSHA256: c.KeyFingerprintSHA256,
 		CAKeyID: c.CAKeyID, CAFingerprintSHA256: c.CAFingerprintSHA256, ValidBefore: c.ValidBefore,
 	}, m)}, nil

@@ -133,12 +133,7 @@ func (s *CertificateService) SignUserCertificate(ctx context.Context, login stri
 	}
 	var issued CertificateIssued
 	serial := uint64(0)
-	_, err := decideAndAppend(ctx, "account "+login, loaded,
-		func(ctx context.Context) (*Account, error) { return s.Accounts.LoadAccount(ctx, login) },
-		func(a *Account) uint64 { return a.Version },
-		func(ctx context.Context, expected uint64, evs []Event) (*Account, error) {
-			return s.Accounts.AppendAccount(ctx, login, expected, evs)
-		},
+	_, err := Execute(ctx, Accounts(s.Accounts), AccountOwner(login), accountSnapshot(loaded),
 		func(a *Account) ([]Event, error) {
 			if a == nil {
 				return nil, Errorf(ENOTFOUND, "%s does not exist", login)
@@ -170,12 +165,7 @@ func (s *CertificateService) SignHostCertificate(ctx context.Context, id, name s
 	}
 	var issued CertificateIssued
 	serial := uint64(0)
-	_, err := decideAndAppend(ctx, "instance "+id, nil,
-		func(ctx context.Context) (*Instance, error) { return s.Instances.LoadInstance(ctx, id) },
-		func(in *Instance) uint64 { return in.Version },
-		func(ctx context.Context, expected uint64, evs []Event) (*Instance, error) {
-			return s.Instances.AppendInstance(ctx, id, expected, evs)
-		},
+	_, err := Execute(ctx, Instances(s.Instances), InstanceOwner(id), nil,
 		func(in *Instance) ([]Event, error) {
 			cert, k, err := in.PlanHostCertificate(name, req, s.now())
 			if err != nil {
@@ -256,12 +246,7 @@ func (s *CertificateService) RevokeCertificate(ctx context.Context, login string
 		return Errorf(EINTERNAL, "a command on account %s cannot start from the state of account %s", login, loaded.Login)
 	}
 	var revoked string
-	_, err := decideAndAppend(ctx, "account "+login, loaded,
-		func(ctx context.Context) (*Account, error) { return s.Accounts.LoadAccount(ctx, login) },
-		func(a *Account) uint64 { return a.Version },
-		func(ctx context.Context, expected uint64, evs []Event) (*Account, error) {
-			return s.Accounts.AppendAccount(ctx, login, expected, evs)
-		},
+	_, err := Execute(ctx, Accounts(s.Accounts), AccountOwner(login), accountSnapshot(loaded),
 		func(a *Account) ([]Event, error) {
 			if a == nil {
 				return nil, Errorf(ENOTFOUND, "%s does not exist", login)
@@ -279,12 +264,20 @@ func (s *CertificateService) RevokeCertificate(ctx context.Context, login string
 	return err
 }
 
-func (s *CertificateService) runCA(ctx context.Context, name string, decide func(*CA) ([]Event, error)) (*CA, error) {
-	return decideAndAppend(ctx, "the "+name+" certificate authority", nil,
-		func(ctx context.Context) (*CA, error) { return s.CAs.LoadCA(ctx, name) },
-		func(ca *CA) uint64 { return ca.Version },
-		func(ctx context.Context, expected uint64, evs []Event) (*CA, error) {
-			return s.CAs.AppendCA(ctx, name, expected, evs)
-		},
-		decide)
+func (s *CertificateService) runCA(ctx context.Context, name string, decide Decision[*CA]) (*CA, error) {
+	return Execute(ctx, CAs(s.CAs), CAOwner(name), nil, decide)
+}
+
+// CAs is the Repository of certificate authorities that repo provides.
+func CAs(repo CARepository) Repository[*CA] {
+	return repository(repo.LoadCA, repo.AppendCA, func(ca *CA) uint64 { return ca.Version })
+}
+
+// accountSnapshot is the start state of a command from an account the
+// request loaded; nil when it loaded none.
+func accountSnapshot(a *Account) *Snapshot[*Account] {
+	if a == nil {
+		return nil
+	}
+	return &Snapshot[*Account]{State: a, Version: a.Version}
 }

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"strings"
 	"time"
 )
 
@@ -10,13 +11,6 @@ import (
 const (
 	OwnerShared   = "shared"
 	OwnerInstance = "instance"
-)
-
-// Event types of infrastructure keys, besides KeyCreated and KeyDeleted.
-const (
-	TypeKeyUpdated      = "KeyUpdated"
-	TypePrivateKeyRead  = "PrivateKeyRead"
-	TypeInstanceRemoved = "InstanceRemoved"
 )
 
 // Scopes of infrastructure keys.
@@ -138,7 +132,7 @@ func (s *SharedKey) CreateShared(n NewInfraKey, m Meta) (Event, error) {
 	if s.Key != nil {
 		return Event{}, Errorf(ECONFLICT, "infrastructure key %s already exists", n.Name)
 	}
-	return NewEvent(SharedOwner(n.Name), TypeKeyCreated, 1, n.payload(), m), nil
+	return NewEvent(SharedOwner(n.Name), n.payload(), m), nil
 }
 
 // Update decides replacing a shared key's description and, when pair is
@@ -163,7 +157,78 @@ func (s *SharedKey) Update(description string, pair *KeyPair, sealed *SealedSecr
 			p.ReplacedSecretID = k.PrivateKey.SecretID
 		}
 	}
-	return NewEvent(SharedOwner(s.Name), TypeKeyUpdated, 1, p, m), nil
+	return NewEvent(SharedOwner(s.Name), KeyUpdated(p), m), nil
+}
+
+// SharedKeyChange is an update of a shared key as a client sends it: LM's
+// CLI sends the whole object back, so id and name may be there, unchanged.
+type SharedKeyChange struct {
+	ID          string  // if not empty, must be the key's id
+	Name        string  // if not empty, must be the key's name: names never change
+	Description *string // the new description, if any
+	// PublicKey is a new public half sent alone (without a private half
+	// or a pair to generate): it must be the stored private half's.
+	PublicKey string
+}
+
+// checkName refuses renaming the key name.
+func (c SharedKeyChange) checkName(name string) error {
+	if c.Name != "" && c.Name != name {
+		return Errorf(EINVALID, "name cannot be changed (from %s to %s); create a new key instead", name, c.Name)
+	}
+	return nil
+}
+
+// check refuses c against s before anything is prepared for it: a key that
+// does not exist, another name, another id.
+func (c SharedKeyChange) check(s *SharedKey) error {
+	if err := c.checkName(s.Name); err != nil {
+		return err
+	}
+	if s.Key == nil {
+		return Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
+	}
+	if c.ID != "" && c.ID != s.Key.ID {
+		return Errorf(EINVALID, "id %s is not the id of infrastructure key %s", c.ID, s.Name)
+	}
+	return nil
+}
+
+// Change decides applying c to the shared key. pair, when not nil, is a
+// new key pair (given or generated) whose private half, if any, was sealed
+// as sealed. It returns the KeyUpdated and the private half the change
+// replaces (nil if none), whose data key is to be destroyed once the
+// change is recorded.
+func (s *SharedKey) Change(c SharedKeyChange, pair *KeyPair, sealed *SealedSecret, m Meta) (Event, *SealedSecret, error) {
+	if err := c.check(s); err != nil {
+		return Event{}, nil, err
+	}
+	k := s.Key
+	desc := k.Description
+	if c.Description != nil {
+		desc = *c.Description
+	}
+	if pair == nil && c.PublicKey != "" {
+		// A new public half alone must still match the private half.
+		pub, err := ParsePublicKey(c.PublicKey)
+		if err != nil {
+			return Event{}, nil, Errorf(EINVALID, "publicKey is invalid: %s", strings.TrimPrefix(ErrorMessage(err), "key is invalid: "))
+		}
+		if k.PrivateKey != nil && pub.Fingerprint != k.Fingerprint {
+			return Event{}, nil, Errorf(ECONFLICT, "publicKey and privateKey do not match: the new public half does not belong to the stored private half")
+		}
+		pair = &KeyPair{PublicKey: pub.Authorized, Type: pub.Type, Bits: pub.Bits, Fingerprint: pub.Fingerprint, FingerprintSHA256: pub.FingerprintSHA256}
+		sealed = k.PrivateKey
+	}
+	var replaced *SealedSecret
+	if pair != nil && k.PrivateKey != nil && (sealed == nil || sealed.SecretID != k.PrivateKey.SecretID) {
+		replaced = k.PrivateKey
+	}
+	ev, err := s.Update(desc, pair, sealed, m)
+	if err != nil {
+		return Event{}, nil, err
+	}
+	return ev, replaced, nil
 }
 
 // Delete decides deleting a shared key.
@@ -171,7 +236,7 @@ func (s *SharedKey) Delete(m Meta) (Event, error) {
 	if s.Key == nil {
 		return Event{}, Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
 	}
-	return NewEvent(SharedOwner(s.Name), TypeKeyDeleted, 1, keyDeleted(s.Key), m), nil
+	return NewEvent(SharedOwner(s.Name), keyDeleted(s.Key), m), nil
 }
 
 // ShreddedSecret returns the data key an event makes garbage: the private
@@ -198,8 +263,8 @@ func ShreddedSecret(e Event) string {
 	return ""
 }
 
-// PrivateKeyRead records that private material was released. Schema
-// version 1. It never contains the material.
+// PrivateKeyRead records that private material was released. It never
+// contains the material.
 type PrivateKeyRead struct {
 	ID      string `json:"id"`
 	Name    string `json:"name"`
@@ -214,7 +279,7 @@ const (
 
 // RecordPrivateRead decides the audit fact of releasing k's private half.
 func RecordPrivateRead(owner Owner, k *InfraKey, purpose string, m Meta) Event {
-	return NewEvent(owner, TypePrivateKeyRead, 1, PrivateKeyRead{ID: k.ID, Name: k.Name, Purpose: purpose}, m)
+	return NewEvent(owner, PrivateKeyRead{ID: k.ID, Name: k.Name, Purpose: purpose}, m)
 }
 
 // ApplySharedKeyEvent returns the state of a shared key name after e,

@@ -69,19 +69,19 @@ func (km KeyMaterial) pair(comment string) (*KeyPair, error) {
 	return ParseKeyPair(km.PublicKey, km.PrivateKey)
 }
 
-// seal seals the private half of pair, if it has one, for key k.
-func (s *InfraKeyService) seal(ctx context.Context, k KeyRef, pair *KeyPair) (*SealedSecret, error) {
+// sealPair seals the private half of pair, if it has one, for key k.
+func sealPair(ctx context.Context, sealer Sealer, k KeyRef, pair *KeyPair) (*SealedSecret, error) {
 	if len(pair.PrivateKey) == 0 {
 		return nil, nil
 	}
-	return s.Sealer.Seal(ctx, k, pair.PrivateKey)
+	return sealer.Seal(ctx, k, pair.PrivateKey)
 }
 
 // discard destroys a secret sealed for a command that did not happen, so
 // a failed request leaves nothing behind.
-func (s *InfraKeyService) discard(ctx context.Context, sealed *SealedSecret) {
+func discard(ctx context.Context, sealer Sealer, sealed *SealedSecret) {
 	if sealed != nil {
-		_ = s.Sealer.Destroy(context.WithoutCancel(ctx), sealed.SecretID)
+		_ = sealer.Destroy(context.WithoutCancel(ctx), sealed.SecretID)
 	}
 }
 
@@ -89,9 +89,9 @@ func (s *InfraKeyService) discard(ctx context.Context, sealed *SealedSecret) {
 // err, unless the command may have been recorded after all
 // (ErrOutcomeUnknown): a data key left over is harmless, one destroyed
 // under a live key loses its private half for good.
-func (s *InfraKeyService) discardFailed(ctx context.Context, sealed *SealedSecret, err error) {
+func discardFailed(ctx context.Context, sealer Sealer, sealed *SealedSecret, err error) {
 	if !errors.Is(err, ErrOutcomeUnknown) {
-		s.discard(ctx, sealed)
+		discard(ctx, sealer, sealed)
 	}
 }
 
@@ -106,7 +106,7 @@ func (s *InfraKeyService) CreateShared(ctx context.Context, name, description st
 		return nil, err
 	}
 	n.Pair = pair
-	if n.Sealed, err = s.seal(ctx, KeyRef{ID: n.ID, Scope: ScopeShared, Name: n.Name}, pair); err != nil {
+	if n.Sealed, err = sealPair(ctx, s.Sealer, KeyRef{ID: n.ID, Scope: ScopeShared, Name: n.Name}, pair); err != nil {
 		return nil, err
 	}
 	st, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
@@ -114,7 +114,7 @@ func (s *InfraKeyService) CreateShared(ctx context.Context, name, description st
 		return []Event{ev}, err
 	})
 	if err != nil {
-		s.discardFailed(ctx, n.Sealed, err)
+		discardFailed(ctx, s.Sealer, n.Sealed, err)
 		return nil, err
 	}
 	return st.Key, nil
@@ -124,8 +124,9 @@ func (s *InfraKeyService) CreateShared(ctx context.Context, name, description st
 // km has a half, its halves. id and newName, when not empty, must be the
 // key's own: LM's CLI sends the whole object back.
 func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName string, description *string, km KeyMaterial, m Meta) (*InfraKey, error) {
-	if newName != "" && newName != name {
-		return nil, Errorf(EINVALID, "name cannot be changed (from %s to %s); create a new key instead", name, newName)
+	change := SharedKeyChange{ID: id, Name: newName, Description: description, PublicKey: km.PublicKey}
+	if err := change.checkName(name); err != nil {
+		return nil, err
 	}
 	var (
 		newPair   *KeyPair
@@ -140,55 +141,36 @@ func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName st
 	}
 	var old *SealedSecret
 	st, err := s.runShared(ctx, name, func(st *SharedKey) ([]Event, error) {
-		if st.Key == nil {
-			return nil, Errorf(ENOTFOUND, "infrastructure key %s does not exist", name)
-		}
-		if id != "" && id != st.Key.ID {
-			return nil, Errorf(EINVALID, "id %s is not the id of infrastructure key %s", id, name)
+		old = nil
+		if err := change.check(st); err != nil {
+			return nil, err // before sealing anything for it
 		}
 		// The new private half is sealed for the key it goes to, which is
 		// known only now; once sealed it is reused by a retried decision,
 		// unless the name meanwhile belongs to another key (deleted and
 		// created again).
 		if newPair != nil && sealedFor != st.Key.ID {
-			s.discard(ctx, newSealed)
-			sealed, err := s.seal(ctx, st.Key.Ref(), newPair)
+			discard(ctx, s.Sealer, newSealed)
+			sealed, err := sealPair(ctx, s.Sealer, st.Key.Ref(), newPair)
 			if err != nil {
 				newSealed, sealedFor = nil, ""
 				return nil, err
 			}
 			newSealed, sealedFor = sealed, st.Key.ID
 		}
-		desc := st.Key.Description
-		if description != nil {
-			desc = *description
+		ev, replaced, err := st.Change(change, newPair, newSealed, m)
+		if err != nil {
+			return nil, err
 		}
-		pair, sealed := newPair, newSealed
-		if pair == nil && km.PublicKey != "" {
-			// A new public half alone must still match the private half.
-			pub, err := ParsePublicKey(km.PublicKey)
-			if err != nil {
-				return nil, Errorf(EINVALID, "publicKey is invalid: %s", strings.TrimPrefix(ErrorMessage(err), "key is invalid: "))
-			}
-			if st.Key.PrivateKey != nil && pub.Fingerprint != st.Key.Fingerprint {
-				return nil, Errorf(ECONFLICT, "publicKey and privateKey do not match: the new public half does not belong to the stored private half")
-			}
-			pair = &KeyPair{PublicKey: pub.Authorized, Type: pub.Type, Bits: pub.Bits, Fingerprint: pub.Fingerprint, FingerprintSHA256: pub.FingerprintSHA256}
-			sealed = st.Key.PrivateKey
-		}
-		old = nil
-		if pair != nil && st.Key.PrivateKey != nil && (sealed == nil || sealed.SecretID != st.Key.PrivateKey.SecretID) {
-			old = st.Key.PrivateKey
-		}
-		ev, err := st.Update(desc, pair, sealed, m)
-		return []Event{ev}, err
+		old = replaced
+		return []Event{ev}, nil
 	})
 	if err != nil {
-		s.discardFailed(ctx, newSealed, err)
+		discardFailed(ctx, s.Sealer, newSealed, err)
 		return nil, err
 	}
 	// The replaced private half is shredded once the update is recorded.
-	s.discard(ctx, old)
+	discard(ctx, s.Sealer, old)
 	return st.Key, nil
 }
 
@@ -206,7 +188,7 @@ func (s *InfraKeyService) DeleteShared(ctx context.Context, name string, m Meta)
 	if err != nil {
 		return err
 	}
-	s.discard(ctx, gone)
+	discard(ctx, s.Sealer, gone)
 	return nil
 }
 
@@ -490,52 +472,12 @@ func keyProperty(v any) (string, bool) {
 	return name, true
 }
 
-func (s *InfraKeyService) runShared(ctx context.Context, name string, decide func(*SharedKey) ([]Event, error)) (*SharedKey, error) {
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		st, err := s.Repo.LoadShared(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		evs, err := decide(st)
-		if err != nil {
-			return nil, err
-		}
-		if len(evs) == 0 {
-			return st, nil
-		}
-		after, err := s.Repo.AppendShared(ctx, name, st.Version, evs)
-		if errors.Is(err, ErrVersionConflict) {
-			if err := ConflictBackoff(ctx, attempt); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return after, err
-	}
-	return nil, Errorf(EUNAVAILABLE, "too many concurrent changes to infrastructure key %s; retry", name)
+// runShared executes a command on the shared key name.
+func (s *InfraKeyService) runShared(ctx context.Context, name string, decide Decision[*SharedKey]) (*SharedKey, error) {
+	return Execute(ctx, SharedKeys(s.Repo), SharedOwner(name), nil, decide)
 }
 
-func (s *InfraKeyService) runInstance(ctx context.Context, id string, decide func(*Instance) ([]Event, error)) (*Instance, error) {
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		in, err := s.Repo.LoadInstance(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		evs, err := decide(in)
-		if err != nil {
-			return nil, err
-		}
-		if len(evs) == 0 {
-			return in, nil
-		}
-		after, err := s.Repo.AppendInstance(ctx, id, in.Version, evs)
-		if errors.Is(err, ErrVersionConflict) {
-			if err := ConflictBackoff(ctx, attempt); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return after, err
-	}
-	return nil, Errorf(EUNAVAILABLE, "too many concurrent changes to instance %s; retry", id)
+// runInstance executes a command on the instance id.
+func (s *InfraKeyService) runInstance(ctx context.Context, id string, decide Decision[*Instance]) (*Instance, error) {
+	return Execute(ctx, Instances(s.Repo), InstanceOwner(id), nil, decide)
 }

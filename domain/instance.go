@@ -18,7 +18,7 @@ type Instance struct {
 }
 
 // InstanceRemoved records that the resource manager removed an instance;
-// its keys are deleted by the cascade. Schema version 1.
+// its keys are deleted by the cascade.
 type InstanceRemoved struct {
 	InstanceID string `json:"instanceId"`
 }
@@ -58,7 +58,7 @@ func (in *Instance) AddKey(n NewInfraKey, m Meta) (Event, error) {
 	if in.FindKey(n.Name) != nil {
 		return Event{}, Errorf(ECONFLICT, "instance %s already has a key named %s", in.ID, n.Name)
 	}
-	return NewEvent(InstanceOwner(in.ID), TypeKeyCreated, 1, n.payload(), m), nil
+	return NewEvent(InstanceOwner(in.ID), n.payload(), m), nil
 }
 
 // Remove decides the removal of the instance; removing it again decides
@@ -67,7 +67,7 @@ func (in *Instance) Remove(m Meta) []Event {
 	if in.Removed {
 		return nil
 	}
-	return []Event{NewEvent(InstanceOwner(in.ID), TypeInstanceRemoved, 1, InstanceRemoved{InstanceID: in.ID}, m)}
+	return []Event{NewEvent(InstanceOwner(in.ID), InstanceRemoved{InstanceID: in.ID}, m)}
 }
 
 // DeleteKey decides deleting the instance's key named name, as caused by
@@ -77,7 +77,7 @@ func (in *Instance) DeleteKey(name string, m Meta) (Event, error) {
 	if k == nil {
 		return Event{}, Errorf(ENOTFOUND, "instance %s has no key %s", in.ID, name)
 	}
-	return NewEvent(InstanceOwner(in.ID), TypeKeyDeleted, 1, keyDeleted(k), m), nil
+	return NewEvent(InstanceOwner(in.ID), keyDeleted(k), m), nil
 }
 
 // Cascade decides the deletion of up to max of a removed instance's keys,
@@ -93,7 +93,7 @@ func (in *Instance) Cascade(max int, m Meta) []Event {
 		if len(evs) == max {
 			break
 		}
-		evs = append(evs, NewEvent(InstanceOwner(in.ID), TypeKeyDeleted, 1, keyDeleted(&in.Keys[i]), m))
+		evs = append(evs, NewEvent(InstanceOwner(in.ID), keyDeleted(&in.Keys[i]), m))
 	}
 	return evs
 }

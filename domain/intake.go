@@ -17,16 +17,6 @@ import (
 // asked for was already done). Processing a message again finds its
 // outcome and records nothing new.
 
-// Event types of driver intake.
-const (
-	// TypeKeyRejected records a driver key that was not created, and why.
-	TypeKeyRejected = "KeyRejected"
-	// TypeIntakeDuplicate records a message that asked for what was
-	// already done: a key already there under its name, an instance
-	// already removed.
-	TypeIntakeDuplicate = "IntakeDuplicate"
-)
-
 // OwnerIntake owns the outcomes that change no key nor instance: such an
 // intake message is the owner of its KeyRejected or IntakeDuplicate, its
 // only event. So the outcome is recorded at most once (an append
@@ -63,7 +53,7 @@ const (
 )
 
 // KeyRejected is the outcome of a driver key that was not created. It
-// never carries key material. Schema version 1.
+// never carries key material.
 type KeyRejected struct {
 	IntakeID   string `json:"intakeId"`
 	InstanceID string `json:"instanceId,omitempty"`
@@ -76,7 +66,7 @@ type KeyRejected struct {
 // IntakeDuplicate is the outcome of a message that asked for what was
 // already done. Outcome says what: "created" (the key named is there with
 // the same key: KeyID, Fingerprint) or "removed" (the instance was removed
-// by the event OriginalEventID). Schema version 1.
+// by the event OriginalEventID).
 type IntakeDuplicate struct {
 	IntakeID        string `json:"intakeId"`
 	InstanceID      string `json:"instanceId"`
@@ -210,7 +200,10 @@ func intakeRecordOf(e Event, keyID string) (string, IntakeRecord, bool) {
 
 // IntakeService turns intake messages into outcomes.
 type IntakeService struct {
-	Keys *InfraKeyService
+	// Repo holds the instances and shared keys that driver keys go to.
+	Repo InfraKeyRepository
+	// Sealer seals the private halves of driver keys.
+	Sealer Sealer
 	// AppendOnce records a rejection or duplicate as the only event of its
 	// owner, IntakeOwner(intakeID): it returns the event recorded, e or
 	// the one recorded before.
@@ -270,7 +263,7 @@ func (s *IntakeService) AddKey(ctx context.Context, intakeID, instanceID string,
 	if err := ValidateInstanceID(instanceID); err != nil {
 		return s.reject(ctx, intakeID, DriverKey{InstanceID: instanceID}, ReasonInvalidInstance, ErrorMessage(err), m)
 	}
-	in, err := s.Keys.Repo.LoadInstance(ctx, instanceID)
+	in, err := s.Repo.LoadInstance(ctx, instanceID)
 	if err != nil {
 		return IntakeOutcome{}, err
 	}
@@ -288,33 +281,70 @@ func (s *IntakeService) AddKey(ctx context.Context, intakeID, instanceID string,
 	if dk.Scope == ScopeShared {
 		return s.addShared(ctx, intakeID, dk, pair, m)
 	}
-	return s.addInstance(ctx, intakeID, dk, pair, m)
+	// The instance as just loaded is where the decision starts.
+	return s.addInstance(ctx, intakeID, dk, pair, &Snapshot[*Instance]{State: in, Version: in.Version}, m)
 }
 
-func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk DriverKey, pair *KeyPair, m Meta) (IntakeOutcome, error) {
+// intakeVerdict is what a driver key comes to against the state of the
+// owner it is meant for, before anything is sealed or recorded: at most one
+// of its fields is set, and none means "create the key".
+type intakeVerdict struct {
+	recorded  *IntakeRecord // the message was decided before: its record
+	duplicate *InfraKey     // the same key is there already under its name
+	reason    string        // the key is rejected for this reason
+	message   string        // and this explanation
+}
+
+func (v intakeVerdict) create() bool {
+	return v.recorded == nil && v.duplicate == nil && v.reason == ""
+}
+
+// judgeInstanceKey decides what driver key dk, whose key pair has the
+// fingerprint fp, sent as intake message intakeID, comes to against
+// instance in.
+func judgeInstanceKey(in *Instance, intakeID string, dk DriverKey, fp string) intakeVerdict {
+	if r, ok := in.Intake[intakeID]; ok {
+		return intakeVerdict{recorded: &r}
+	}
+	// Both refusals are final: an instance stays removed, and its keys are
+	// deleted only with it.
+	if in.Removed {
+		return intakeVerdict{reason: ReasonInstanceRemoved, message: "instance " + in.ID + " was removed"}
+	}
+	if k := in.FindKey(dk.Name); k != nil {
+		if k.Fingerprint == fp {
+			return intakeVerdict{duplicate: k}
+		}
+		return intakeVerdict{reason: ReasonDuplicateName, message: "instance " + in.ID + " already has another key named " + dk.Name}
+	}
+	return intakeVerdict{}
+}
+
+// judgeSharedKey decides what driver key dk, whose key pair has the
+// fingerprint fp, sent as intake message intakeID, comes to against the
+// shared pool's name st.
+func judgeSharedKey(st *SharedKey, intakeID string, dk DriverKey, fp string) intakeVerdict {
+	if r, ok := st.Intake[intakeID]; ok {
+		return intakeVerdict{recorded: &r}
+	}
+	if st.Key != nil {
+		if st.Key.Fingerprint == fp {
+			return intakeVerdict{duplicate: st.Key}
+		}
+		return intakeVerdict{reason: ReasonDuplicateName, message: "the shared pool already has another key named " + dk.Name}
+	}
+	return intakeVerdict{}
+}
+
+// addInstance adds driver key dk to its instance, starting from loaded,
+// the instance as the message's processing already read it.
+func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk DriverKey, pair *KeyPair, loaded *Snapshot[*Instance], m Meta) (IntakeOutcome, error) {
 	n := NewInfraKey{ID: newID(), Name: dk.Name, Description: dk.Description, Pair: pair}
-	var out IntakeOutcome
-	var reason, why string // a rejection, decided against the instance
-	var dup *InfraKey      // the same key, already there
-	used := false
-	_, err := s.Keys.runInstance(ctx, dk.InstanceID, func(in *Instance) ([]Event, error) {
-		used, reason, dup = false, "", nil
-		if r, ok := in.Intake[intakeID]; ok {
-			out = recorded(intakeID, in.ID, r)
-			return nil, nil
-		}
-		// Both refusals are final: an instance stays removed, and its keys
-		// are deleted only with it.
-		if in.Removed {
-			reason, why = ReasonInstanceRemoved, "instance "+in.ID+" was removed"
-			return nil, nil
-		}
-		if k := in.FindKey(dk.Name); k != nil {
-			if k.Fingerprint == pair.Fingerprint {
-				dup = k
-				return nil, nil
-			}
-			reason, why = ReasonDuplicateName, "instance "+in.ID+" already has another key named "+dk.Name
+	var v intakeVerdict
+	var created *Event
+	_, err := Execute(ctx, Instances(s.Repo), InstanceOwner(dk.InstanceID), loaded, func(in *Instance) ([]Event, error) {
+		created = nil
+		if v = judgeInstanceKey(in, intakeID, dk, pair.Fingerprint); !v.create() {
 			return nil, nil
 		}
 		if err := s.sealOnce(ctx, &n, KeyRef{ID: n.ID, Scope: ScopeInstance, InstanceID: dk.InstanceID, Name: n.Name}); err != nil {
@@ -324,45 +354,20 @@ func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk Dri
 		if err != nil {
 			return nil, err
 		}
-		used = true
-		out = outcomeOf(ev, dk)
-		out.KeyID, out.Fingerprint = n.ID, pair.Fingerprint
+		created = &ev
 		return []Event{ev}, nil
 	})
-	if err != nil {
-		s.Keys.discardFailed(ctx, n.Sealed, err)
-	} else if !used {
-		s.Keys.discard(ctx, n.Sealed)
-	}
-	switch {
-	case err != nil:
-		return IntakeOutcome{}, err
-	case dup != nil:
-		return s.duplicate(ctx, duplicateOf(intakeID, dup), m)
-	case reason != "":
-		return s.reject(ctx, intakeID, dk, reason, why, m)
-	}
-	return out, nil
+	return s.conclude(ctx, intakeID, dk, n, v, created, err, m)
 }
 
+// addShared adds driver key dk to the shared pool.
 func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk DriverKey, pair *KeyPair, m Meta) (IntakeOutcome, error) {
 	n := NewInfraKey{ID: newID(), Name: dk.Name, Description: dk.Description, Pair: pair}
-	var out IntakeOutcome
-	var dup *InfraKey // the same key, already there
-	used, taken := false, false
-	_, err := s.Keys.runShared(ctx, dk.Name, func(st *SharedKey) ([]Event, error) {
-		used, taken, dup = false, false, nil
-		if r, ok := st.Intake[intakeID]; ok {
-			out = recorded(intakeID, dk.InstanceID, r)
-			out.Name, out.Scope = dk.Name, ScopeShared
-			return nil, nil
-		}
-		if st.Key != nil {
-			if st.Key.Fingerprint == pair.Fingerprint {
-				dup = st.Key
-				return nil, nil
-			}
-			taken = true
+	var v intakeVerdict
+	var created *Event
+	_, err := Execute(ctx, SharedKeys(s.Repo), SharedOwner(dk.Name), nil, func(st *SharedKey) ([]Event, error) {
+		created = nil
+		if v = judgeSharedKey(st, intakeID, dk, pair.Fingerprint); !v.create() {
 			return nil, nil
 		}
 		if err := s.sealOnce(ctx, &n, KeyRef{ID: n.ID, Scope: ScopeShared, Name: n.Name}); err != nil {
@@ -372,26 +377,40 @@ func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk Drive
 		if err != nil {
 			return nil, err
 		}
-		used = true
-		out = outcomeOf(ev, dk)
-		out.KeyID, out.Fingerprint = n.ID, pair.Fingerprint
+		created = &ev
 		return []Event{ev}, nil
 	})
+	return s.conclude(ctx, intakeID, dk, n, v, created, err, m)
+}
+
+// conclude turns the last verdict on a driver key into its outcome, once
+// the command that acted on it (creating the key n, as the event created,
+// if the verdict was to create it) ended with err. A private half sealed
+// for a key that was not created is destroyed.
+func (s *IntakeService) conclude(ctx context.Context, intakeID string, dk DriverKey, n NewInfraKey, v intakeVerdict, created *Event, err error, m Meta) (IntakeOutcome, error) {
 	if err != nil {
-		s.Keys.discardFailed(ctx, n.Sealed, err)
-	} else if !used {
-		s.Keys.discard(ctx, n.Sealed)
+		discardFailed(ctx, s.Sealer, n.Sealed, err)
+		return IntakeOutcome{}, err
+	}
+	if created == nil {
+		discard(ctx, s.Sealer, n.Sealed)
 	}
 	switch {
-	case err != nil:
-		return IntakeOutcome{}, err
-	case dup != nil:
-		d := duplicateOf(intakeID, dup)
+	case v.recorded != nil:
+		out := recorded(intakeID, dk.InstanceID, *v.recorded)
+		if dk.Scope == ScopeShared {
+			out.Name, out.Scope = dk.Name, ScopeShared
+		}
+		return out, nil
+	case v.duplicate != nil:
+		d := duplicateOf(intakeID, v.duplicate)
 		d.InstanceID = dk.InstanceID // the message's; a shared key has none
 		return s.duplicate(ctx, d, m)
-	case taken:
-		return s.reject(ctx, intakeID, dk, ReasonDuplicateName, "the shared pool already has another key named "+dk.Name, m)
+	case v.reason != "":
+		return s.reject(ctx, intakeID, dk, v.reason, v.message, m)
 	}
+	out := outcomeOf(*created, dk)
+	out.KeyID, out.Fingerprint = n.ID, n.Pair.Fingerprint
 	return out, nil
 }
 
@@ -401,7 +420,7 @@ func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey, k KeyRef) 
 	if len(n.Pair.PrivateKey) == 0 || n.Sealed != nil {
 		return nil
 	}
-	sealed, err := s.Keys.Sealer.Seal(ctx, k, n.Pair.PrivateKey)
+	sealed, err := s.Sealer.Seal(ctx, k, n.Pair.PrivateKey)
 	n.Sealed = sealed
 	return err
 }
@@ -410,7 +429,7 @@ func (s *IntakeService) sealOnce(ctx context.Context, n *NewInfraKey, k KeyRef) 
 // intake owner; a message rejected before keeps its first rejection.
 func (s *IntakeService) reject(ctx context.Context, intakeID string, dk DriverKey, reason, msg string, m Meta) (IntakeOutcome, error) {
 	p := KeyRejected{IntakeID: intakeID, InstanceID: dk.InstanceID, Name: dk.Name, Scope: dk.Scope, Reason: reason, Message: msg}
-	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(intakeID), TypeKeyRejected, 1, p, m))
+	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(intakeID), p, m))
 	if err != nil {
 		return IntakeOutcome{}, err
 	}
@@ -421,7 +440,7 @@ func (s *IntakeService) reject(ctx context.Context, intakeID string, dk DriverKe
 // the only event of its intake owner; a message found a duplicate before
 // keeps that outcome.
 func (s *IntakeService) duplicate(ctx context.Context, p IntakeDuplicate, m Meta) (IntakeOutcome, error) {
-	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(p.IntakeID), TypeIntakeDuplicate, 1, p, m))
+	ev, err := s.AppendOnce(ctx, NewEvent(IntakeOwner(p.IntakeID), p, m))
 	if err != nil {
 		return IntakeOutcome{}, err
 	}
@@ -438,7 +457,9 @@ func (s *IntakeService) RemoveInstance(ctx context.Context, intakeID, instanceID
 	if err := ValidateInstanceID(instanceID); err != nil {
 		return s.reject(ctx, intakeID, DriverKey{InstanceID: instanceID}, ReasonInvalidInstance, ErrorMessage(err), m)
 	}
-	in, err := s.Keys.RemoveInstance(ctx, instanceID, m)
+	in, err := Execute(ctx, Instances(s.Repo), InstanceOwner(instanceID), nil, func(in *Instance) ([]Event, error) {
+		return in.Remove(m), nil
+	})
 	if err != nil {
 		return IntakeOutcome{}, err
 	}
@@ -486,7 +507,7 @@ func (s *IntakeService) Outcome(ctx context.Context, intakeID, instanceID, name 
 	if err := ValidateInstanceID(instanceID); err != nil {
 		return IntakeOutcome{}, false, err
 	}
-	in, err := s.Keys.Repo.LoadInstance(ctx, instanceID)
+	in, err := s.Repo.LoadInstance(ctx, instanceID)
 	if err != nil {
 		return IntakeOutcome{}, false, err
 	}
@@ -496,7 +517,7 @@ func (s *IntakeService) Outcome(ctx context.Context, intakeID, instanceID, name 
 	if name == "" || ValidateKeyName(name) != nil {
 		return IntakeOutcome{}, false, nil
 	}
-	st, err := s.Keys.Repo.LoadShared(ctx, name)
+	st, err := s.Repo.LoadShared(ctx, name)
 	if err != nil {
 		return IntakeOutcome{}, false, err
 	}

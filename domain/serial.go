@@ -14,9 +14,6 @@ const OwnerSerials = "serials"
 // SerialsSSH is the id of the serial counter of SSH certificates.
 const SerialsSSH = "ssh-certificates"
 
-// TypeSerialBlockReserved is the event type of a reserved block of serials.
-const TypeSerialBlockReserved = "SerialBlockReserved"
-
 // SerialBlockReserved records that one keysd replica took the serials
 // First to Last (inclusive) for the certificates it signs. Blocks never
 // overlap: each is decided against the one before it, with optimistic
@@ -44,7 +41,7 @@ func (s *SerialCounter) Reserve(n uint64, m Meta) (Event, error) {
 	if n == 0 || first > math.MaxUint64-n {
 		return Event{}, Errorf(EUNAVAILABLE, "certificate serials are exhausted")
 	}
-	return NewEvent(SerialsOwner(), TypeSerialBlockReserved, 1, SerialBlockReserved{First: first, Last: first + n - 1}, m), nil
+	return NewEvent(SerialsOwner(), SerialBlockReserved{First: first, Last: first + n - 1}, m), nil
 }
 
 // ApplySerialEvent returns the counter after e, stored at seq.
@@ -72,6 +69,17 @@ func ApplySerialEvent(s *SerialCounter, e Event, seq uint64) (*SerialCounter, er
 type SerialRepository interface {
 	LoadSerials(ctx context.Context) (*SerialCounter, error) // never nil
 	AppendSerials(ctx context.Context, expected uint64, events []Event) (*SerialCounter, error)
+}
+
+// serialCounters is the Repository of the serial counter repo provides
+// (there is one, SerialsSSH).
+func serialCounters(repo SerialRepository) Repository[*SerialCounter] {
+	return repository(
+		func(ctx context.Context, _ string) (*SerialCounter, error) { return repo.LoadSerials(ctx) },
+		func(ctx context.Context, _ string, expected uint64, events []Event) (*SerialCounter, error) {
+			return repo.AppendSerials(ctx, expected, events)
+		},
+		func(c *SerialCounter) uint64 { return c.Version })
 }
 
 // DefaultSerialBlock is how many serials a replica reserves at once: one
@@ -102,10 +110,7 @@ func (s *Serials) Next(ctx context.Context, m Meta) (uint64, error) {
 			block = DefaultSerialBlock
 		}
 		var reserved SerialBlockReserved
-		_, err := decideAndAppend(ctx, "the certificate serial counter", nil,
-			s.Repo.LoadSerials,
-			func(c *SerialCounter) uint64 { return c.Version },
-			s.Repo.AppendSerials,
+		_, err := Execute(ctx, serialCounters(s.Repo), SerialsOwner(), nil,
 			func(c *SerialCounter) ([]Event, error) {
 				ev, err := c.Reserve(block, m)
 				if err != nil {

@@ -16,12 +16,6 @@ import (
 // OwnerToken owns an API token's events.
 const OwnerToken = "token"
 
-// Token event types.
-const (
-	TypeTokenCreated = "TokenCreated"
-	TypeTokenRevoked = "TokenRevoked"
-)
-
 // Roles an API token can hold, for the infrastructure keys API.
 const (
 	// RoleKeysRead reads key metadata (never private halves).
@@ -57,8 +51,7 @@ type Token struct {
 	Version   uint64    `json:"version"`
 }
 
-// TokenCreated records a new token: its hash, never its secret. Schema
-// version 1.
+// TokenCreated records a new token: its hash, never its secret.
 type TokenCreated struct {
 	ID    string   `json:"id"`
 	Name  string   `json:"name"`
@@ -66,8 +59,7 @@ type TokenCreated struct {
 	Hash  string   `json:"hash"`
 }
 
-// TokenRevoked records that a token no longer authenticates. Schema
-// version 1.
+// TokenRevoked records that a token no longer authenticates.
 type TokenRevoked struct {
 	ID string `json:"id"`
 }
@@ -113,7 +105,7 @@ func IssueToken(name string, roles []string, m Meta) (string, Event, error) {
 	id := ulid.Make().String()
 	token := tokenPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(secret)
 	roles = slices.Compact(slices.Sorted(slices.Values(roles)))
-	ev := NewEvent(TokenOwner(id), TypeTokenCreated, 1, TokenCreated{ID: id, Name: name, Roles: roles, Hash: hashSecret(token)}, m)
+	ev := NewEvent(TokenOwner(id), TokenCreated{ID: id, Name: name, Roles: roles, Hash: hashSecret(token)}, m)
 	return token, ev, nil
 }
 
@@ -148,7 +140,7 @@ func (t *Token) Revoke(m Meta) []Event {
 	if t.Revoked {
 		return nil
 	}
-	return []Event{NewEvent(TokenOwner(t.ID), TypeTokenRevoked, 1, TokenRevoked{ID: t.ID}, m)}
+	return []Event{NewEvent(TokenOwner(t.ID), TokenRevoked{ID: t.ID}, m)}
 }
 
 // ApplyTokenEvent returns the token after e, stored at seq.

@@ -2,7 +2,6 @@ package domain
 
 import (
 	"context"
-	"errors"
 	"sort"
 )
 
@@ -25,7 +24,16 @@ func (s *TokenService) Create(ctx context.Context, name string, roles []string, 
 	if err != nil {
 		return "", nil, err
 	}
-	t, err := s.Repo.AppendToken(ctx, ev.Owner.ID, 0, []Event{ev})
+	// The token's id is new: its owner has no events, which is the state
+	// the command starts from (no load). Should that ever not hold, the
+	// append conflicts and the decision, against the loaded token, refuses.
+	none := &Snapshot[*Token]{}
+	t, err := Execute(ctx, Tokens(s.Repo), ev.Owner, none, func(t *Token) ([]Event, error) {
+		if t != nil {
+			return nil, Errorf(ECONFLICT, "token %s already exists", ev.Owner.ID)
+		}
+		return []Event{ev}, nil
+	})
 	if err != nil {
 		return "", nil, err
 	}
@@ -34,28 +42,12 @@ func (s *TokenService) Create(ctx context.Context, name string, roles []string, 
 
 // Revoke revokes token id.
 func (s *TokenService) Revoke(ctx context.Context, id string, m Meta) (*Token, error) {
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		t, err := s.Repo.LoadToken(ctx, id)
-		if err != nil {
-			return nil, err
-		}
+	return Execute(ctx, Tokens(s.Repo), TokenOwner(id), nil, func(t *Token) ([]Event, error) {
 		if t == nil {
 			return nil, Errorf(ENOTFOUND, "token %s does not exist", id)
 		}
-		evs := t.Revoke(m)
-		if len(evs) == 0 {
-			return t, nil
-		}
-		after, err := s.Repo.AppendToken(ctx, id, t.Version, evs)
-		if errors.Is(err, ErrVersionConflict) {
-			if err := ConflictBackoff(ctx, attempt); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return after, err
-	}
-	return nil, Errorf(EUNAVAILABLE, "too many concurrent changes to token %s; retry", id)
+		return t.Revoke(m), nil
+	})
 }
 
 // List returns every token, oldest first (hashes included: they are not
@@ -72,17 +64,27 @@ func (s *TokenService) List(ctx context.Context) ([]Token, error) {
 // Authenticate returns the live token whose secret is token. Every failure
 // is the same EUNAUTHENTICATED error.
 func (s *TokenService) Authenticate(ctx context.Context, token string) (*Token, error) {
-	fail := Errorf(EUNAUTHENTICATED, "invalid or revoked token")
 	id, ok := ParseTokenID(token)
 	if !ok {
-		return nil, fail
+		return nil, errBadToken()
 	}
 	t, err := s.Repo.LoadToken(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if t == nil || t.Revoked || !t.Matches(token) {
-		return nil, fail
+	return AuthenticateToken(t, token)
+}
+
+// errBadToken is the one answer to every token that does not authenticate,
+// so a client cannot tell an unknown token from a revoked or wrong one.
+func errBadToken() error { return Errorf(EUNAUTHENTICATED, "invalid or revoked token") }
+
+// AuthenticateToken decides whether token authenticates as t, the state
+// of the token its id names (nil if there is none): t if it is live and
+// token is its secret, EUNAUTHENTICATED otherwise.
+func AuthenticateToken(t *Token, token string) (*Token, error) {
+	if id, ok := ParseTokenID(token); !ok || t == nil || t.ID != id || t.Revoked || !t.Matches(token) {
+		return nil, errBadToken()
 	}
 	return t, nil
 }

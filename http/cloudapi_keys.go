@@ -119,7 +119,7 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := s.cfg.Accounts.CreateKey(c.Request().Context(), a.Login, name, key, att, s.meta(c))
+	k, err := s.cfg.Accounts.CreateKey(c.Request().Context(), a.Login, a, name, key, att, s.meta(c))
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func (s *Server) handleKeyDelete(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
-	if err := s.cfg.Accounts.DeleteKey(c.Request().Context(), a.Login, ref, s.meta(c)); err != nil {
+	if err := s.cfg.Accounts.DeleteKey(c.Request().Context(), a.Login, a, ref, s.meta(c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

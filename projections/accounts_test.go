@@ -69,13 +69,13 @@ func TestAccounts_ReadYourWrites(t *testing.T) {
 		check(t, []string{"laptop", "desktop", "yubikey"})
 	})
 	t.Run("DeleteKey", func(t *testing.T) {
-		if err := e.service.DeleteKey(ctx, login, "desktop", meta()); err != nil {
+		if err := e.service.DeleteKey(ctx, login, nil, "desktop", meta()); err != nil {
 			t.Fatal(err)
 		}
 		check(t, []string{"laptop", "yubikey"})
 	})
 	t.Run("ErrDuplicateName", func(t *testing.T) {
-		_, err := e.service.CreateKey(ctx, login, "laptop", MustPublicKey(t, "laptop"), nil, meta())
+		_, err := e.service.CreateKey(ctx, login, nil, "laptop", MustPublicKey(t, "laptop"), nil, meta())
 		if got, want := domain.ErrorCode(err), domain.ECONFLICT; got != want {
 			t.Errorf("error code = %q, want %q (err %v)", got, want, err)
 		}
@@ -92,7 +92,7 @@ func TestAccounts_Idempotent(t *testing.T) {
 	MustCreateKey(t, e, "alice", "a2")
 	MustCreateAccount(t, e, "bob", "b1")
 	MustCreateKey(t, e, "bob", "b2")
-	if err := e.service.DeleteKey(ctx, "bob", "b1", meta()); err != nil {
+	if err := e.service.DeleteKey(ctx, "bob", nil, "b1", meta()); err != nil {
 		t.Fatal(err)
 	}
 	last, err := e.log.LastSeq(ctx)
@@ -140,7 +140,7 @@ func TestAccounts_Rebuild(t *testing.T) {
 	MustCreateAccount(t, e, "alice", "a1")
 	MustCreateKey(t, e, "alice", "a2")
 	MustCreateKey(t, e, "alice", "a3")
-	if err := e.service.DeleteKey(ctx, "alice", "a2", meta()); err != nil {
+	if err := e.service.DeleteKey(ctx, "alice", nil, "a2", meta()); err != nil {
 		t.Fatal(err)
 	}
 	MustCreateAccount(t, e, "bob.smith@example.com", "b1")
@@ -319,7 +319,7 @@ func TestAccounts_ConcurrentCreateKey(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range writers {
 		wg.Go(func() {
-			_, errs[i] = e.service.CreateKey(ctx, "alice", "laptop", keys[i], nil, meta())
+			_, errs[i] = e.service.CreateKey(ctx, "alice", nil, "laptop", keys[i], nil, meta())
 		})
 	}
 	wg.Wait()

@@ -104,7 +104,7 @@ func MustCreateAccount(tb testing.TB, e *env, login, keyName string) *domain.Acc
 // MustCreateKey adds a fresh key named name to login.
 func MustCreateKey(tb testing.TB, e *env, login, name string) *domain.AccountKey {
 	tb.Helper()
-	k, err := e.service.CreateKey(context.Background(), login, name, MustPublicKey(tb, name), nil, meta())
+	k, err := e.service.CreateKey(context.Background(), login, nil, name, MustPublicKey(tb, name), nil, meta())
 	if err != nil {
 		tb.Fatalf("create key %s/%s: %v", login, name, err)
 	}

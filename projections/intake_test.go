@@ -38,8 +38,7 @@ func TestIntake_DeliveredAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := &domain.InfraKeyService{Repo: infra, Sealer: sealing.NewVault(sealing.NewKeyring(master), dataKeys)}
-	svc := &domain.IntakeService{Keys: keys, AppendOnce: e.log.AppendOnce, IntakeEvent: e.log.IntakeEvent}
+	svc := &domain.IntakeService{Repo: infra, Sealer: sealing.NewVault(sealing.NewKeyring(master), dataKeys), AppendOnce: e.log.AppendOnce, IntakeEvent: e.log.IntakeEvent}
 
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	block, err := ssh.MarshalPrivateKey(priv, "")

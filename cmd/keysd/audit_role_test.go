@@ -166,7 +166,7 @@ func TestAuditRole(t *testing.T) {
 		v.MustBeRefused(t, "Publish", subject)
 	}
 	t.Run("ErrWriteEvent", func(t *testing.T) {
-		ev := domain.NewEvent(domain.AccountOwner("mallory"), domain.TypeAccountCreated, 1, domain.AccountCreated{Login: "mallory", Operator: true}, domain.Meta{Actor: "mallory"})
+		ev := domain.NewEvent(domain.AccountOwner("mallory"), domain.AccountCreated{Login: "mallory", Operator: true}, domain.Meta{Actor: "mallory"})
 		data, _ := json.Marshal(ev)
 		refusePublish(t, bus.OwnerSubject(ev.Owner), data)
 		refusePublish(t, bus.OwnerSubject(domain.Owner{Kind: domain.OwnerAccount, ID: "admin"}), data)

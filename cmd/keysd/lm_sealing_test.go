@@ -939,7 +939,7 @@ func TestLMSealedKeyBoundToKeyID(t *testing.T) {
 	// The forger copies key A's id too: binding the id alone would then
 	// let it open.
 	p.ID, p.SealedPrivateKey, p.Description = sealedA.Key.ID, &sealedA.SealedSecret, "forged"
-	forged := domain.NewEvent(owner, domain.TypeKeyUpdated, 1, p, domain.Meta{Actor: "attacker"})
+	forged := domain.NewEvent(owner, domain.KeyUpdated(p), domain.Meta{Actor: "attacker"})
 	if _, err := o.Log.Append(ctx, owner, last.Seq, []domain.Event{forged}); err != nil {
 		o.Close()
 		t.Fatal(err)

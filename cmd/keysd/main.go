@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("bootstrap operator account present", "login", cfg.BootstrapAccount)
 	}
 
-	intakeSvc := &domain.IntakeService{Keys: infraSvc, AppendOnce: eventLog.AppendOnce, IntakeEvent: eventLog.IntakeEvent}
+	intakeSvc := &domain.IntakeService{Repo: infra, Sealer: vault, AppendOnce: eventLog.AppendOnce, IntakeEvent: eventLog.IntakeEvent}
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup

@@ -70,7 +70,7 @@ func TestNATSPermissions(t *testing.T) {
 			t.Fatalf("driver publish: %+v", o)
 		}
 		// Writing events directly.
-		forged := domain.NewEvent(domain.InstanceOwner("vm-perm"), domain.TypeKeyDeleted, 1, domain.KeyDeleted{Name: "ok"}, domain.Meta{Actor: "driver"})
+		forged := domain.NewEvent(domain.InstanceOwner("vm-perm"), domain.KeyDeleted{Name: "ok"}, domain.Meta{Actor: "driver"})
 		data, _ := json.Marshal(forged)
 		if err := nc.Publish(bus.OwnerSubject(forged.Owner), data); err != nil {
 			t.Fatal(err)
@@ -122,7 +122,7 @@ func TestNATSPermissions(t *testing.T) {
 		}
 		v.MustBeRefused(t, "Publish", bus.IntakeKeySubject("vm-perm"))
 		// Writing events directly.
-		forged := domain.NewEvent(domain.InstanceOwner("vm-kept"), domain.TypeInstanceRemoved, 1, domain.InstanceRemoved{InstanceID: "vm-kept"}, domain.Meta{Actor: "manager"})
+		forged := domain.NewEvent(domain.InstanceOwner("vm-kept"), domain.InstanceRemoved{InstanceID: "vm-kept"}, domain.Meta{Actor: "manager"})
 		data, _ := json.Marshal(forged)
 		if err := nc.Publish(bus.OwnerSubject(forged.Owner), data); err != nil {
 			t.Fatal(err)
