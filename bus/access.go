@@ -19,10 +19,12 @@ import (
 // permissions for an external cluster.
 const (
 	// RoleDriver: resource drivers publish generated keys and may announce
-	// removed instances; they ask for and receive intake outcomes.
+	// removed instances; they ask for and receive intake outcomes, and ask
+	// for host certificates (which also need a hosts:sign token).
 	RoleDriver = "driver"
-	// RoleManager: the resource manager announces removed instances and
-	// asks for key substitution (which also needs a keys:private token).
+	// RoleManager: the resource manager announces removed instances, asks
+	// for key substitution (which also needs a keys:private token) and for
+	// host certificates (a hosts:sign token).
 	RoleManager = "manager"
 	// RoleAudit: audit consumers replay the event stream, read-only.
 	RoleAudit = "audit"
@@ -39,7 +41,7 @@ func InboxPrefix(role string) string { return "_INBOX." + role }
 
 // ServiceConsumers are the durable consumers of the service on the event
 // stream; nobody else may create or change them.
-var ServiceConsumers = []string{"projection-accounts", "projection-infrakeys", "projection-tokens", CascadeConsumer, ShredderConsumer}
+var ServiceConsumers = []string{"projection-accounts", "projection-infrakeys", "projection-tokens", "projection-cas", CascadeConsumer, ShredderConsumer}
 
 // Permissions returns what role may publish and subscribe to. Nobody but
 // keysd itself may publish on keysd.events.> (write events), touch the
@@ -49,12 +51,12 @@ func Permissions(role string) *server.Permissions {
 	switch role {
 	case RoleDriver:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{IntakeKeysPrefix + ".*", IntakeRemovedPrefix + ".*", OutcomeSubject}},
+			Publish:   &server.SubjectPermission{Allow: []string{IntakeKeysPrefix + ".*", IntakeRemovedPrefix + ".*", OutcomeSubject, HostCertificateSubject}},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}
 	case RoleManager:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{IntakeRemovedPrefix + ".*", OutcomeSubject, SubstituteSubject}},
+			Publish:   &server.SubjectPermission{Allow: []string{IntakeRemovedPrefix + ".*", OutcomeSubject, SubstituteSubject, HostCertificateSubject}},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}
 	case RoleAudit:

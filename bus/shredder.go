@@ -12,8 +12,9 @@ import (
 // deleted and replaced private halves.
 const ShredderConsumer = "shredder"
 
-// ServeShredder destroys the data key named by every KeyDeleted and every
-// KeyUpdated that replaced a private half, until ctx ends. It is the only
+// ServeShredder destroys the data key named by every KeyDeleted, every
+// KeyUpdated that replaced a private half and every CAKeyRetired, until
+// ctx ends. It is the only
 // component that destroys the private half of a key once its deletion is
 // recorded (domain.InfraKeyService.Shred): whatever recorded the event (a
 // request, the cascade, another replica) and whatever failed after, the
@@ -23,8 +24,8 @@ func ServeShredder(ctx context.Context, l *EventLog, keys *domain.InfraKeyServic
 	c := EventConsumer{
 		Name:          ShredderConsumer,
 		Description:   "destroys the data keys of deleted and replaced private halves",
-		Subjects:      []string{KindSubjects(domain.OwnerShared), KindSubjects(domain.OwnerInstance)},
-		Types:         []string{domain.TypeKeyDeleted, domain.TypeKeyUpdated},
+		Subjects:      []string{KindSubjects(domain.OwnerShared), KindSubjects(domain.OwnerInstance), KindSubjects(domain.OwnerCA)},
+		Types:         []string{domain.TypeKeyDeleted, domain.TypeKeyUpdated, domain.TypeCAKeyRetired},
 		AckWait:       10 * time.Second,
 		MaxAckPending: 256,
 		// A cascade deletes up to thousands of keys at once, and each

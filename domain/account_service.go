@@ -101,7 +101,7 @@ func (s *AccountService) SetPolicy(ctx context.Context, login string, p Policy, 
 		if a == nil {
 			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
 		}
-		return a.SetPolicy(p, m), nil
+		return a.SetPolicy(p, m)
 	})
 }
 

@@ -198,20 +198,23 @@ func TestAccountSetPolicy(t *testing.T) {
 	a := MustAccount(t, "alice")
 	strict := domain.Policy{RequireAttestedKeys: true, RequireMultifactorSigning: true}
 	t.Run("OK", func(t *testing.T) {
-		evs := a.SetPolicy(strict, testMeta)
+		evs, err := a.SetPolicy(strict, testMeta)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got, want := len(evs), 1; got != want {
 			t.Fatalf("events = %d, want %d", got, want)
 		}
-		if got, want := MustDecode[domain.AccountPolicySet](t, evs[0], domain.TypePolicySet), (domain.AccountPolicySet{Login: "alice", Policy: strict}); got != want {
-			t.Errorf("payload = %+v, want %+v", got, want)
+		if got := MustDecode[domain.AccountPolicySet](t, evs[0], domain.TypePolicySet); got.Login != "alice" || !got.Policy.Equal(strict) {
+			t.Errorf("payload = %+v, want alice's %+v", got, strict)
 		}
-		if got, want := MustApply(t, domain.ApplyAccountEvent, a, a.Version, evs...).Policy, strict; got != want {
+		if got, want := MustApply(t, domain.ApplyAccountEvent, a, a.Version, evs...).Policy, strict; !got.Equal(want) {
 			t.Errorf("policy after = %+v, want %+v", got, want)
 		}
 	})
 	t.Run("Unchanged", func(t *testing.T) {
-		if got := a.SetPolicy(domain.Policy{}, testMeta); len(got) != 0 {
-			t.Errorf("decided %d events for the policy in force", len(got))
+		if got, err := a.SetPolicy(domain.Policy{}, testMeta); err != nil || len(got) != 0 {
+			t.Errorf("decided %d events (%v) for the policy in force", len(got), err)
 		}
 	})
 }

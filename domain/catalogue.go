@@ -28,24 +28,37 @@ const (
 	TypeIntakeDuplicate = "IntakeDuplicate"
 	TypeTokenCreated    = "TokenCreated"
 	TypeTokenRevoked    = "TokenRevoked"
+	// Certificate authorities (owner kind ca), their serial counter
+	// (serials), and the certificates they sign, which belong to the
+	// owner of the certified key (account or instance).
+	TypeCAKeyCreated        = "CAKeyCreated"
+	TypeCAKeyRetired        = "CAKeyRetired"
+	TypeSerialBlockReserved = "SerialBlockReserved"
+	TypeCertificateIssued   = "CertificateIssued"
+	TypeCertificateRevoked  = "CertificateRevoked"
 )
 
 // Each payload type's declaration: its event type name and the newest
 // schema version this build writes and reads. A payload change that old
 // readers cannot ignore raises the version here (docs/events.md,
 // compatibility promise).
-func (AccountCreated) EventType() EventType   { return EventType{TypeAccountCreated, 1} }
-func (OperatorGranted) EventType() EventType  { return EventType{TypeOperatorGranted, 1} }
-func (KeyCreated) EventType() EventType       { return EventType{TypeKeyCreated, 1} }
-func (KeyUpdated) EventType() EventType       { return EventType{TypeKeyUpdated, 1} }
-func (KeyDeleted) EventType() EventType       { return EventType{TypeKeyDeleted, 1} }
-func (AccountPolicySet) EventType() EventType { return EventType{TypePolicySet, 1} }
-func (PrivateKeyRead) EventType() EventType   { return EventType{TypePrivateKeyRead, 1} }
-func (InstanceRemoved) EventType() EventType  { return EventType{TypeInstanceRemoved, 1} }
-func (KeyRejected) EventType() EventType      { return EventType{TypeKeyRejected, 1} }
-func (IntakeDuplicate) EventType() EventType  { return EventType{TypeIntakeDuplicate, 1} }
-func (TokenCreated) EventType() EventType     { return EventType{TypeTokenCreated, 1} }
-func (TokenRevoked) EventType() EventType     { return EventType{TypeTokenRevoked, 1} }
+func (AccountCreated) EventType() EventType      { return EventType{TypeAccountCreated, 1} }
+func (OperatorGranted) EventType() EventType     { return EventType{TypeOperatorGranted, 1} }
+func (KeyCreated) EventType() EventType          { return EventType{TypeKeyCreated, 1} }
+func (KeyUpdated) EventType() EventType          { return EventType{TypeKeyUpdated, 1} }
+func (KeyDeleted) EventType() EventType          { return EventType{TypeKeyDeleted, 1} }
+func (AccountPolicySet) EventType() EventType    { return EventType{TypePolicySet, 1} }
+func (PrivateKeyRead) EventType() EventType      { return EventType{TypePrivateKeyRead, 1} }
+func (InstanceRemoved) EventType() EventType     { return EventType{TypeInstanceRemoved, 1} }
+func (KeyRejected) EventType() EventType         { return EventType{TypeKeyRejected, 1} }
+func (IntakeDuplicate) EventType() EventType     { return EventType{TypeIntakeDuplicate, 1} }
+func (TokenCreated) EventType() EventType        { return EventType{TypeTokenCreated, 1} }
+func (TokenRevoked) EventType() EventType        { return EventType{TypeTokenRevoked, 1} }
+func (CAKeyCreated) EventType() EventType        { return EventType{TypeCAKeyCreated, 1} }
+func (CAKeyRetired) EventType() EventType        { return EventType{TypeCAKeyRetired, 1} }
+func (SerialBlockReserved) EventType() EventType { return EventType{TypeSerialBlockReserved, 1} }
+func (CertificateIssued) EventType() EventType   { return EventType{TypeCertificateIssued, 1} }
+func (CertificateRevoked) EventType() EventType  { return EventType{TypeCertificateRevoked, 1} }
 
 // catalogue holds a value of every payload type keysd writes (a test
 // checks that no declared payload type is missing from it).
@@ -53,6 +66,7 @@ var catalogue = []Payload{
 	AccountCreated{}, OperatorGranted{}, KeyCreated{}, KeyUpdated{}, KeyDeleted{},
 	AccountPolicySet{}, PrivateKeyRead{}, InstanceRemoved{}, KeyRejected{},
 	IntakeDuplicate{}, TokenCreated{}, TokenRevoked{},
+	CAKeyCreated{}, CAKeyRetired{}, SerialBlockReserved{}, CertificateIssued{}, CertificateRevoked{},
 }
 
 // EventType declares one kind of event: its name in the log and the newest

@@ -190,7 +190,7 @@ func TestExecute(t *testing.T) {
 		decisions := 0
 		_, err := domain.Execute(ctx, domain.Accounts(repo), owner, nil, func(a *domain.Account) ([]domain.Event, error) {
 			decisions++
-			return a.SetPolicy(domain.Policy{RequireAttestedKeys: true}, testMeta), nil
+			return a.SetPolicy(domain.Policy{RequireAttestedKeys: true}, testMeta)
 		})
 		CheckCode(t, err, domain.EUNAVAILABLE)
 		if got, want := decisions, 20; got != want {

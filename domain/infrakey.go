@@ -240,7 +240,8 @@ func (s *SharedKey) Delete(m Meta) (Event, error) {
 }
 
 // ShreddedSecret returns the data key an event makes garbage: the private
-// half of a deleted key, or the one an update replaced; "" for none.
+// half of a deleted key, the one an update replaced, or a retired CA
+// key's; "" for none.
 func ShreddedSecret(e Event) string {
 	switch e.Type {
 	case TypeKeyDeleted:
@@ -252,6 +253,11 @@ func ShreddedSecret(e Event) string {
 		var p KeyCreated
 		if e.Decode(&p) == nil {
 			return p.ReplacedSecretID
+		}
+	case TypeCAKeyRetired:
+		var p CAKeyRetired
+		if e.Decode(&p) == nil {
+			return p.SecretID
 		}
 	}
 	return ""

@@ -26,10 +26,13 @@ const (
 	// RolePrivateRead reads private halves: includePrivateKey and key
 	// substitution for drivers (and reads metadata).
 	RolePrivateRead = "keys:private"
+	// RoleHostsSign gets host certificates for instances' keys, signed
+	// by the host CA (and nothing else: not even key metadata).
+	RoleHostsSign = "hosts:sign"
 )
 
 // Roles lists every role.
-var Roles = []string{RoleKeysRead, RoleKeysManage, RolePrivateRead}
+var Roles = []string{RoleKeysRead, RoleKeysManage, RolePrivateRead, RoleHostsSign}
 
 // tokenPrefix starts every token, so a leaked token is recognisable (secret
 // scanners) and cannot be confused with another credential.

@@ -83,22 +83,32 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 }
 
 // handleAccountPolicy serves PUT /--admin/accounts/:login/policy: the whole
-// policy, booleans left out are false.
-// Body: {"requireAttestedKeys"?, "requireAttestedSigning"?, "requireMultifactorSigning"?}.
+// policy, fields left out are false, empty or 0 (the defaults).
+// Body: {"requireAttestedKeys"?, "requireAttestedSigning"?,
+// "requireMultifactorSigning"?, "requireAttestedCertificates"?,
+// "certificatePrincipals"?, "certificateMaxValidity"? (seconds)}.
 func (s *Server) handleAccountPolicy(c echo.Context) error {
 	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
-	names := []string{"requireAttestedKeys", "requireAttestedSigning", "requireMultifactorSigning"}
+	names := []string{"requireAttestedKeys", "requireAttestedSigning", "requireMultifactorSigning",
+		"requireAttestedCertificates", "certificatePrincipals", "certificateMaxValidity"}
 	if err := in.only(names...); err != nil {
 		return err
 	}
 	var p domain.Policy
-	for i, dst := range []*bool{&p.RequireAttestedKeys, &p.RequireAttestedSigning, &p.RequireMultifactorSigning} {
+	bools := []*bool{&p.RequireAttestedKeys, &p.RequireAttestedSigning, &p.RequireMultifactorSigning, &p.RequireAttestedCertificates}
+	for i, dst := range bools {
 		if *dst, err = in.boolean(names[i]); err != nil {
 			return err
 		}
+	}
+	if p.CertificatePrincipals, _, err = in.strs("certificatePrincipals"); err != nil {
+		return err
+	}
+	if p.CertificateMaxValidity, _, err = in.integer("certificateMaxValidity"); err != nil {
+		return err
 	}
 	a, err := s.cfg.Accounts.SetPolicy(c.Request().Context(), pathParam(c, "login"), p, s.meta(c))
 	if err != nil {

@@ -5,6 +5,7 @@ package http
 // the members.
 
 import (
+	"encoding/json"
 	"io"
 	"mime"
 	"slices"
@@ -142,6 +143,20 @@ func (f fields) strs(name string) ([]string, bool, error) {
 		}
 	}
 	return out, true, nil
+}
+
+// integer returns the member name, a whole number.
+func (f fields) integer(name string) (int64, bool, error) {
+	raw := f.m[name]
+	if raw == nil {
+		return 0, false, nil
+	}
+	if n, ok := raw.(json.Number); ok {
+		if v, err := n.Int64(); err == nil {
+			return v, true, nil
+		}
+	}
+	return 0, false, f.wrongType(name, "a whole number", "a whole Number")
 }
 
 // object returns the object member name.

@@ -27,6 +27,7 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/openapi.yaml", s.handleOpenAPI)
+	e.GET("/--cas/:ca", s.handleCAPublic)
 	if s.cfg.Metrics != nil {
 		e.GET("/metrics", s.handleMetrics)
 	}
@@ -37,6 +38,10 @@ func (s *Server) routes() {
 	e.POST("/:login/keys", s.handleKeyCreate, auth)
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys/:key", s.handleKeyGet, auth)
 	e.DELETE("/:login/keys/:key", s.handleKeyDelete, auth)
+	e.POST("/:login/keys/:key/certificates", s.handleCertificateSign, auth)
+	e.GET("/:login/keys/:key/certificates", s.handleCertificateList, auth)
+	e.GET("/:login/certificates", s.handleCertificateList, auth)
+	e.DELETE("/:login/certificates/:serial", s.handleCertificateRevoke, auth)
 
 	// Lifecycle Manager infrastructure keys: bearer tokens
 	// with roles, or operators signing with HTTP Signature.
@@ -49,6 +54,7 @@ func (s *Server) routes() {
 	lm.DELETE("/shared/:name", s.handleSharedDelete, lmAuth, manage)
 	lm.GET("/instances/:instanceId", s.handleInstanceKeys, lmAuth, read)
 	lm.DELETE("/instances/:instanceId", s.handleInstanceRemove, lmAuth, manage)
+	lm.POST("/instances/:instanceId/keys/:name/certificate", s.handleHostCertificateSign, lmAuth, requireRole(domain.RoleHostsSign))
 	lm.POST("/substitute", s.handleSubstitute, lmAuth, private)
 	lm.GET("/:name", s.handleSharedGet, lmAuth, read)
 
@@ -61,6 +67,9 @@ func (s *Server) routes() {
 	admin.GET("/tokens", s.handleTokenList, auth, operator)
 	admin.DELETE("/tokens/:id", s.handleTokenRevoke, auth, operator)
 	admin.POST("/master-key/rewrap", s.handleMasterKeyRewrap, auth, operator)
+	admin.GET("/cas", s.handleCAList, auth, operator)
+	admin.POST("/cas/:ca", s.handleCACreateKey, auth, operator)
+	admin.DELETE("/cas/:ca/keys/:id", s.handleCARetireKey, auth, operator)
 	admin.GET("/projections", s.handleProjectionList, auth, operator)
 	admin.POST("/projections/:name/rebuild", s.handleProjectionRebuild, auth, operator)
 }

@@ -25,13 +25,15 @@ type Rebuilder interface {
 
 // Config holds what the HTTP layer needs; cmd/keysd wires it.
 type Config struct {
-	Accounts    *domain.AccountService
-	InfraKeys   *domain.InfraKeyService
-	Tokens      *domain.TokenService
-	Rewrap      RewrapFunc
-	Repo        domain.AccountRepository
-	Projections []Rebuilder
-	Logger      *slog.Logger
+	Accounts  *domain.AccountService
+	InfraKeys *domain.InfraKeyService
+	Tokens    *domain.TokenService
+	// Certificates is the SSH certificate authority.
+	Certificates *domain.CertificateService
+	Rewrap       RewrapFunc
+	Repo         domain.AccountRepository
+	Projections  []Rebuilder
+	Logger       *slog.Logger
 
 	// AllowLegacySignatures accepts rsa-sha1 and signatures that do not
 	// cover (request-target), for old clients (triton-go). Off by default:

@@ -40,6 +40,8 @@ type Metrics struct {
 	cascadeDuration prometheus.Histogram
 	intakeMessages  *prometheus.CounterVec
 	intakeRejected  *prometheus.CounterVec
+	certsIssued     *prometheus.CounterVec
+	certsRevoked    *prometheus.CounterVec
 }
 
 // New registers every metric of keysd, the Go runtime's and the process's.
@@ -81,12 +83,21 @@ func New(probes Probes, logger *slog.Logger) *Metrics {
 			Name: "keysd_intake_rejections_total",
 			Help: "Driver intake messages rejected, by reason (docs/events.md, KeyRejected).",
 		}, []string{"reason"}),
+		certsIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keysd_certificates_issued_total",
+			Help: "SSH certificates signed by this replica, by type: user or host.",
+		}, []string{"type"}),
+		certsRevoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keysd_certificates_revoked_total",
+			Help: "SSH certificates revoked through this replica, by type: user or host.",
+		}, []string{"type"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.requestDuration, m.appendDuration,
 		m.cascadeDeleted, m.cascadeDuration, m.intakeMessages, m.intakeRejected,
+		m.certsIssued, m.certsRevoked,
 		&probeCollector{probes: probes, logger: logger},
 	)
 	// Every outcome and reason appears from the start, at zero, so a rate
@@ -97,7 +108,28 @@ func New(probes Probes, logger *slog.Logger) *Metrics {
 	for _, r := range reasons {
 		m.intakeRejected.WithLabelValues(r)
 	}
+	for _, t := range certTypes {
+		m.certsIssued.WithLabelValues(t)
+		m.certsRevoked.WithLabelValues(t)
+	}
 	return m
+}
+
+// certTypes are the values of the type label of the certificate metrics.
+var certTypes = []string{domain.CertTypeUser, domain.CertTypeHost}
+
+// CertificateIssued implements domain.CertificateObserver.
+func (m *Metrics) CertificateIssued(certType string) {
+	if slices.Contains(certTypes, certType) {
+		m.certsIssued.WithLabelValues(certType).Inc()
+	}
+}
+
+// CertificateRevoked implements domain.CertificateObserver.
+func (m *Metrics) CertificateRevoked(certType string) {
+	if slices.Contains(certTypes, certType) {
+		m.certsRevoked.WithLabelValues(certType).Inc()
+	}
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -22,6 +22,7 @@ type Set struct {
 	Accounts  *Accounts
 	InfraKeys *InfraKeys
 	Tokens    *Tokens
+	CAs       *CAs
 }
 
 // Open opens every projection, rebuilding or re-checking each as it
@@ -40,11 +41,14 @@ func Open(ctx context.Context, c *bus.Conn, log *bus.EventLog, logger *slog.Logg
 	if s.Tokens, err = OpenTokens(ctx, c, log, logger); err != nil {
 		return nil, err
 	}
+	if s.CAs, err = OpenCAs(ctx, c, log, logger); err != nil {
+		return nil, err
+	}
 	return &s, nil
 }
 
 // All returns every projection of the set.
-func (s *Set) All() []Runner { return []Runner{s.Accounts, s.InfraKeys, s.Tokens} }
+func (s *Set) All() []Runner { return []Runner{s.Accounts, s.InfraKeys, s.Tokens, s.CAs} }
 
 // Names returns the stable name of every projection of the set.
 func (s *Set) Names() []string {

@@ -20,6 +20,7 @@ import (
 func cloneAccount(a *domain.Account) *domain.Account {
 	c := *a
 	c.Keys = slices.Clip(a.Keys)
+	c.Certificates = slices.Clip(a.Certificates)
 	return &c
 }
 
@@ -68,8 +69,11 @@ func accountSize(a *domain.Account) int {
 			n += 1024
 		}
 	}
-	return n
+	return n + len(a.Certificates)*certificateBytes
 }
+
+// certificateBytes is about what one certificate an account keeps takes.
+const certificateBytes = 512
 
 func infraKeySize(k *domain.InfraKey) int {
 	n := keyBytes + len(k.ID) + len(k.Name) + len(k.Description) + len(k.InstanceID) + len(k.PublicKey) + len(k.Fingerprint) + len(k.FingerprintSHA256)

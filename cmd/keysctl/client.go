@@ -61,48 +61,66 @@ func (e *apiError) Error() string {
 // call sends a signed request with body (nil or a JSON value) and decodes
 // a JSON answer into out (if not nil).
 func (c *client) call(ctx context.Context, method, path string, body, out any) error {
+	data, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// send sends a signed request with body (nil or a JSON value) and returns
+// the answer's body; an error status is an *apiError.
+func (c *client) send(ctx context.Context, method, path string, body any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(data)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	if err := c.signer.Sign(req); err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode >= 300 {
 		e := &apiError{Status: resp.StatusCode}
-		if json.Unmarshal(data, e) != nil || e.Code == "" {
+		var lm struct {
+			LocalizedMessage string `json:"localizedMessage"`
+		}
+		switch {
+		case json.Unmarshal(data, e) == nil && e.Code != "":
+		case json.Unmarshal(data, &lm) == nil && lm.LocalizedMessage != "":
+			// The Lifecycle Manager surface's error body.
+			e.Code, e.Message = http.StatusText(resp.StatusCode), lm.LocalizedMessage
+		default:
 			e.Code, e.Message = resp.Status, strings.TrimSpace(string(data))
 		}
 		if resp.StatusCode == http.StatusUnauthorized {
 			e.Hint = "keysctl " + c.signedAs + ": is the account right (--account, KEYSCTL_ACCOUNT), and is this key one of its keys (--key-file, KEYSCTL_KEY_FILE)?"
 		}
-		return e
+		return nil, e
 	}
-	if out != nil && len(data) > 0 {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	return data, nil
 }
 
 // readKeyFile reads an OpenSSH public key file.

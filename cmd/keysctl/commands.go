@@ -93,17 +93,23 @@ func cmdAccountGet(ctx context.Context, c *client, args []string, stdout, stderr
 	return printJSON(stdout, out)
 }
 
-// cmdAccountPolicy replaces an account's key policy; flags left out are off.
+// cmdAccountPolicy replaces an account's key policy; flags left out are
+// off or default.
 func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	fs := commandFlags("account policy")
 	keys := fs.Bool("require-attested-keys", false, "new keys must carry a hardware attestation")
 	signing := fs.Bool("require-attested-signing", false, "requests must be signed with an attested key")
 	mfa := fs.Bool("require-multifactor-signing", false, "requests must be signed with an attested key that needs a PIN or touch")
+	certs := fs.Bool("require-attested-certificates", false, "user certificates only for attested keys")
+	var principals listFlag
+	fs.Var(&principals, "certificate-principal", "a principal user certificates may name (repeat; default: the login alone)")
+	maxValidity := fs.Duration("certificate-max-validity", 0, "the longest validity of a user certificate (default 1h, at most 168h)")
 	pos, err := parseCommand(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"requireAttestedKeys": *keys, "requireAttestedSigning": *signing, "requireMultifactorSigning": *mfa}
+	body := map[string]any{"requireAttestedKeys": *keys, "requireAttestedSigning": *signing, "requireMultifactorSigning": *mfa,
+		"requireAttestedCertificates": *certs, "certificatePrincipals": []string(principals), "certificateMaxValidity": int64(maxValidity.Seconds())}
 	var out any
 	if err := c.call(ctx, "PUT", "/--admin/accounts/"+url.PathEscape(pos[0])+"/policy", body, &out); err != nil {
 		return err

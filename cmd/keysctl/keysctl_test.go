@@ -215,7 +215,7 @@ func TestFirstRun(t *testing.T) {
 	})
 	t.Run("ProjectionsRebuild", func(t *testing.T) {
 		out, err := keysctl(t, ctl, "projections", "rebuild")
-		if err != nil || strings.TrimSpace(out) != "accounts: rebuilt\ninfrakeys: rebuilt\ntokens: rebuilt" {
+		if err != nil || strings.TrimSpace(out) != "accounts: rebuilt\ninfrakeys: rebuilt\ntokens: rebuilt\ncas: rebuilt" {
 			t.Errorf("rebuild: %v %q", err, out)
 		}
 		out, err = keysctl(t, ctl, "key", "list", "bob")

@@ -36,6 +36,7 @@ Usage:
   keysctl [connection flags] account create LOGIN [--operator] [--key FILE.pub] [--name NAME]
   keysctl [connection flags] account get LOGIN
   keysctl [connection flags] account policy LOGIN [--require-attested-keys] [--require-attested-signing] [--require-multifactor-signing]
+                             [--require-attested-certificates] [--certificate-principal P]... [--certificate-max-validity 8h]
   keysctl [connection flags] key add LOGIN FILE.pub [--name NAME]
   keysctl [connection flags] key list LOGIN
   keysctl [connection flags] projections rebuild [NAME]
@@ -43,6 +44,15 @@ Usage:
   keysctl [connection flags] token list
   keysctl [connection flags] token revoke ID
   keysctl [connection flags] master-key rewrap
+  keysctl [connection flags] ca create user|host [--type ed25519|ecdsa-p256|ecdsa-p384|rsa-3072|rsa-4096]
+  keysctl [connection flags] ca list
+  keysctl [connection flags] ca retire user|host ID
+  keysctl [connection flags] ca public user|host [--known-hosts]
+  keysctl [connection flags] cert sign LOGIN KEY [--principal P]... [--validity 15m] [--force-command CMD]
+                             [--source-address CIDRS] [--extension E]... [--no-extensions] [--out FILE]
+  keysctl [connection flags] cert host INSTANCE KEY --principal HOST... [--validity 720h] [--out FILE]
+  keysctl [connection flags] cert list LOGIN [--key KEY]
+  keysctl [connection flags] cert revoke LOGIN SERIAL
   keysctl master-key generate FILE
 
 Over NATS, with a role's NKey (see keysctl events --help, keysctl driver --help):
@@ -78,6 +88,14 @@ var commands = map[string]command{
 	"token list":          cmdTokenList,
 	"token revoke":        cmdTokenRevoke,
 	"master-key rewrap":   cmdMasterKeyRewrap,
+	"ca create":           cmdCACreate,
+	"ca list":             cmdCAList,
+	"ca retire":           cmdCARetire,
+	"ca public":           cmdCAPublic,
+	"cert sign":           cmdCertSign,
+	"cert host":           cmdCertHost,
+	"cert list":           cmdCertList,
+	"cert revoke":         cmdCertRevoke,
 }
 
 // run parses the connection flags, then dispatches to a subcommand.

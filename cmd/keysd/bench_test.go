@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkGetKey serves signed GetKey requests in process, for a CPU
@@ -68,4 +71,73 @@ func benchSigned(b *testing.B, want int, next func(i int64) (*client, *http.Requ
 			}
 		}
 	})
+}
+
+// BenchmarkSignCertificate signs user certificates through the API, 16
+// requests in flight, for many accounts: each answer comes after the
+// CertificateIssued is in the log and the account's read model has it
+// (read-your-writes). It reports certificates per second and latency
+// percentiles (docs/BENCHMARKS.md):
+//
+//	go test -run xxx -bench SignCertificate -benchtime 5000x ./cmd/keysd
+func BenchmarkSignCertificate(b *testing.B) {
+	k := MustStart(b, map[string]string{"KEYSD_LOG_LEVEL": "info"})
+	if r := k.Admin.Do(b, "POST", "/--admin/cas/user", map[string]any{}); r.StatusCode != http.StatusCreated {
+		b.Fatalf("create CA key: %d %s", r.StatusCode, r.Body)
+	}
+	// Many accounts, each signing a few certificates in a run, as users
+	// do: an account keeps its certificates until they expire, so a few
+	// accounts signing thousands would measure their growing documents.
+	signers := make([]*client, 2048)
+	for i := range signers {
+		login := fmt.Sprintf("signer%d", i)
+		signers[i] = MustAccountNamedKey(b, k, login, "k", MustKey(b))
+	}
+	var (
+		n         atomic.Int64
+		mu        sync.Mutex
+		latencies []time.Duration
+	)
+	b.SetParallelism(8)
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			c := signers[int(n.Add(1))%len(signers)]
+			req := newRequest(b, http.MethodPost, k.URL+"/my/keys/k/certificates", "{}")
+			t0 := time.Now()
+			if err := c.signer.Sign(req); err != nil {
+				b.Error(err)
+				return
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			mine = append(mine, time.Since(t0))
+			if resp.StatusCode != http.StatusCreated {
+				b.Errorf("status %d, want 201", resp.StatusCode)
+				return
+			}
+		}
+		mu.Lock()
+		latencies = append(latencies, mine...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if len(latencies) == 0 {
+		return
+	}
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "certs/s")
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
 }

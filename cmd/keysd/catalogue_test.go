@@ -49,6 +49,17 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 	admin.MustOK(t, http.StatusNoContent, "DELETE", "/alice/keys/desk", nil)
 	admin.MustOK(t, http.StatusOK, "PUT", "/--admin/accounts/alice/policy", map[string]any{"requireAttestedKeys": true})
 
+	// CA keys: created, rotated, retired; a user certificate signed and
+	// revoked.
+	var oldCA struct{ ID string }
+	admin.MustOK(t, http.StatusCreated, "POST", "/--admin/cas/user", map[string]any{}).JSON(t, &oldCA)
+	admin.MustOK(t, http.StatusCreated, "POST", "/--admin/cas/user", map[string]any{"keyType": "ecdsa-p256"})
+	admin.MustOK(t, http.StatusOK, "DELETE", "/--admin/cas/user/keys/"+oldCA.ID, nil)
+	admin.MustOK(t, http.StatusCreated, "POST", "/--admin/cas/host", map[string]any{})
+	var cert struct{ Serial uint64 }
+	admin.MustOK(t, http.StatusCreated, "POST", "/alice/keys/laptop/certificates", map[string]any{"validity": "30m", "forceCommand": "/usr/bin/rsync --server", "extensions": []string{"permit-pty"}}).JSON(t, &cert)
+	admin.MustOK(t, http.StatusNoContent, "DELETE", fmt.Sprintf("/alice/certificates/%d", cert.Serial), nil)
+
 	// Tokens.
 	var tok struct{ ID string }
 	admin.MustOK(t, http.StatusCreated, "POST", "/--admin/tokens", map[string]any{"name": "ci", "roles": []string{"keys:read"}}).JSON(t, &tok)
@@ -92,6 +103,8 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 	publish(bus.IntakeKeySubject("i-8"), root) // the same key again: a duplicate
 	publish(bus.IntakeKeySubject("i-7"), []byte(`{"keyName":"broken","publicKey":"ssh-ed25519 AAAA"}`))
 	publish(bus.IntakeKeySubject("a/b"), []byte(`{"keyName":"root"}`)) // no valid instance id
+	// A host certificate for an instance's key.
+	admin.MustOK(t, http.StatusCreated, "POST", lmPrefix+"/instances/i-8/keys/root/certificate", map[string]any{"principals": []string{"i-8.example.com"}})
 	publish(bus.IntakeRemovedSubject("i-7"), nil)
 	publish(bus.IntakeRemovedSubject("i-7"), nil) // removed again: a duplicate
 	admin.MustOK(t, http.StatusAccepted, "DELETE", lmPrefix+"/instances/i-8", nil)

@@ -126,6 +126,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 		return err
 	}
 	accounts, infra, tokens := models.Accounts, models.InfraKeys, models.Tokens
+	cas := models.CAs
 	projectionNames := models.Names()
 	met := newMetrics(eventLog, intake, projectionNames, logger.With("component", "metrics"))
 	eventLog.Observe(met)
@@ -137,6 +138,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 	svc := &domain.AccountService{Repo: accounts}
 	infraSvc := &domain.InfraKeyService{Repo: infra, Sealer: vault, CascadeBatch: cfg.CascadeBatch}
 	tokenSvc := &domain.TokenService{Repo: tokens}
+	certSvc := &domain.CertificateService{
+		CAs: cas, Accounts: accounts, Instances: infra, Sealer: vault,
+		Serials: &domain.Serials{Repo: cas}, Observer: met,
+	}
 
 	if cfg.BootstrapAccount != "" {
 		if err := bootstrap(ctx, svc, cfg.BootstrapAccount, cfg.BootstrapKey); err != nil {
@@ -187,6 +192,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 		return fmt.Errorf("substitution responder: %w", err)
 	}
 	defer drain(substitution, logger)
+	hostCerts, err := bus.SubscribeHostCertificates(workCtx, conn, tokenSvc, certSvc, logger.With("component", "rpc"))
+	if err != nil {
+		return fmt.Errorf("host certificate responder: %w", err)
+	}
+	defer drain(hostCerts, logger)
 
 	roots, err := attestationRoots(cfg.AttestationRoots)
 	if err != nil {
@@ -202,6 +212,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 		Accounts:              svc,
 		InfraKeys:             infraSvc,
 		Tokens:                tokenSvc,
+		Certificates:          certSvc,
 		Rewrap:                func(ctx context.Context) (any, error) { return vault.Rewrap(ctx) },
 		Repo:                  accounts,
 		Projections:           rebuilders(models),

@@ -186,7 +186,7 @@ func TestMetrics(t *testing.T) {
 	})
 
 	t.Run("ProjectionLag", func(t *testing.T) {
-		for _, p := range []string{"accounts", "infrakeys", "tokens"} {
+		for _, p := range []string{"accounts", "infrakeys", "tokens", "cas"} {
 			if _, ok := metricValue(families, "keysd_projection_lag_events", map[string]string{"projection": p}); !ok {
 				t.Errorf("no keysd_projection_lag_events for %s", p)
 			}
@@ -237,7 +237,7 @@ func TestReadyz(t *testing.T) {
 	if got, want := body.Status, "ready"; got != want {
 		t.Errorf("status = %q, want %q", got, want)
 	}
-	for _, c := range []string{"eventLog", "projection:accounts", "projection:infrakeys", "projection:tokens"} {
+	for _, c := range []string{"eventLog", "projection:accounts", "projection:infrakeys", "projection:tokens", "projection:cas"} {
 		if got, want := body.Checks[c], "ok"; got != want {
 			t.Errorf("check %s = %q, want %q", c, got, want)
 		}

@@ -167,7 +167,7 @@ func TestRPCRepliesOnlyToInboxes(t *testing.T) {
 	mgr, _ := MustConnectRole(t, k, bus.RoleManager)
 	audit, _ := MustConnectRole(t, k, bus.RoleAudit)
 	target := instanceSubject("vm-rpc")
-	for _, subject := range []string{bus.SubstituteSubject, bus.OutcomeSubject} {
+	for _, subject := range []string{bus.SubstituteSubject, bus.OutcomeSubject, bus.HostCertificateSubject} {
 		m := nats.NewMsg(subject)
 		m.Reply = target
 		m.Data = []byte(`{"instanceId":"vm-rpc","msgId":"x","properties":{}}`)
@@ -177,7 +177,7 @@ func TestRPCRepliesOnlyToInboxes(t *testing.T) {
 	}
 	// The same requests from an inbox are answered: so the two above have
 	// been handled once these come back.
-	for _, subject := range []string{bus.SubstituteSubject, bus.OutcomeSubject} {
+	for _, subject := range []string{bus.SubstituteSubject, bus.OutcomeSubject, bus.HostCertificateSubject} {
 		if _, err := mgr.Request(subject, []byte(`{"instanceId":"vm-rpc","msgId":"x","properties":{}}`), 5*time.Second); err != nil {
 			t.Fatalf("%s from an inbox: %v", subject, err)
 		}
