@@ -2,6 +2,9 @@ package http
 
 import (
 	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/infrakeys/infrakeys/domain"
 )
@@ -36,10 +39,16 @@ func (s *Server) routes() {
 	auth := s.authenticate
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys", s.handleKeyList, auth)
 	e.POST("/:login/keys", s.handleKeyCreate, auth)
-	e.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys/:key", s.handleKeyGet, auth)
-	e.DELETE("/:login/keys/:key", s.handleKeyDelete, auth)
-	e.POST("/:login/keys/:key/certificates", s.handleCertificateSign, auth)
-	e.GET("/:login/keys/:key/certificates", s.handleCertificateList, auth)
+	// /:login/keys/:key and /:login/keys/:key/certificates, as one
+	// wildcard route each (keyRoute): real clients send SHA256
+	// fingerprints with their '/' unescaped.
+	// Each authenticates once it knows the path names an operation, so
+	// that a method the path lacks is a 405 before authentication, as on
+	// every other route.
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/:login/keys/*", keyRoute(auth(s.handleKeyGet), auth(s.handleCertificateList)))
+	e.DELETE("/:login/keys/*", keyRoute(auth(s.handleKeyDelete), nil))
+	e.POST("/:login/keys/*", keyRoute(nil, auth(s.handleCertificateSign)))
+	e.OPTIONS("/:login/keys/*", keyRoute(keyOptions("OPTIONS, DELETE, GET, HEAD"), keyOptions("OPTIONS, GET, HEAD, POST")))
 	e.GET("/:login/certificates", s.handleCertificateList, auth)
 	e.DELETE("/:login/certificates/:serial", s.handleCertificateRevoke, auth)
 
@@ -72,4 +81,41 @@ func (s *Server) routes() {
 	admin.DELETE("/cas/:ca/keys/:id", s.handleCARetireKey, auth, operator)
 	admin.GET("/projections", s.handleProjectionList, auth, operator)
 	admin.POST("/projections/:name/rebuild", s.handleProjectionRebuild, auth, operator)
+}
+
+// keyRoute serves /:login/keys/<rest>, where rest is a key (a name or a
+// fingerprint; key handles it) or a key followed by /certificates (certs
+// handles it), with the key as the "key" parameter and the route template
+// (for metrics) as if each had a route of its own. Key names hold no '/',
+// but a SHA256 fingerprint may, and triton-go and smartdc put it in the
+// path unescaped: a route with a :key segment followed by /certificates
+// would no longer match such a fingerprint alone.
+func keyRoute(key, certs echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		login, rest := c.Param("login"), c.Param("*")
+		h, path := key, "/:login/keys/:key"
+		if k, ok := strings.CutSuffix(rest, "/certificates"); ok && k != "" && (certs != nil || key == nil) {
+			h, path, rest = certs, "/:login/keys/:key/certificates", k
+		}
+		if h == nil {
+			allow := "OPTIONS, DELETE, GET, HEAD"
+			if path != "/:login/keys/:key" {
+				allow = "OPTIONS, GET, HEAD, POST"
+			}
+			c.Response().Header().Set(echo.HeaderAllow, allow)
+			return echo.ErrMethodNotAllowed
+		}
+		c.SetPath(path)
+		c.SetParamNames("login", "key")
+		c.SetParamValues(login, rest)
+		return h(c)
+	}
+}
+
+// keyOptions answers OPTIONS on a key's paths with the methods it has.
+func keyOptions(allow string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderAllow, allow)
+		return c.NoContent(http.StatusNoContent)
+	}
 }
