@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // dirState describes every file and directory under dir: mode, size,
@@ -58,6 +59,7 @@ func TestDataDirLockedAgainstSecondKeysd(t *testing.T) {
 	if err := first.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	waitStopped(t, first.Process.Pid)
 	before := dirState(t, dataDir)
 	second := runToExit(t, env)
 	after := dirState(t, dataDir)
@@ -103,4 +105,22 @@ func TestDataDirLockedAgainstSecondKeysd(t *testing.T) {
 	if err := third.Wait(); err != nil {
 		t.Errorf("the new keysd's exit after SIGTERM: %v", err)
 	}
+}
+
+// waitStopped waits until process pid is stopped: a signal is delivered
+// asynchronously, and a file write the process finishes after the
+// directory is looked at would pass for the second keysd's.
+func waitStopped(tb testing.TB, pid int) {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// The state follows the command name, which ends with ")".
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'T' {
+			return
+		}
+	}
+	tb.Fatalf("process %d did not stop", pid)
 }
