@@ -70,20 +70,9 @@ func signHost(ctx context.Context, m *nats.Msg, tokens *domain.TokenService, cer
 		}
 		return HostCertificateReply{Error: &ReplyError{Code: code, Message: domain.ErrorMessage(err)}}
 	}
-	authz := ""
-	if m.Header != nil {
-		authz = m.Header.Get("Authorization")
-	}
-	token, ok := domain.BearerToken(authz)
-	if !ok {
-		return fail(domain.Errorf(domain.EUNAUTHENTICATED, "a bearer token is required in the Authorization header"))
-	}
-	t, err := tokens.Authenticate(ctx, token)
+	t, err := authorizeRPC(ctx, tokens, m, domain.RoleHostsSign, "host certificates need")
 	if err != nil {
 		return fail(err)
-	}
-	if !t.Has(domain.RoleHostsSign) {
-		return fail(domain.Errorf(domain.EFORBIDDEN, "host certificates need the %s role", domain.RoleHostsSign))
 	}
 	var req HostCertificateRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {

@@ -70,20 +70,9 @@ func substitute(ctx context.Context, m *nats.Msg, tokens *domain.TokenService, k
 		}
 		return SubstituteReply{Error: &ReplyError{Code: code, Message: msg}}
 	}
-	authz := ""
-	if m.Header != nil {
-		authz = m.Header.Get("Authorization")
-	}
-	token, ok := domain.BearerToken(authz)
-	if !ok {
-		return fail(domain.Errorf(domain.EUNAUTHENTICATED, "a bearer token is required in the Authorization header"))
-	}
-	t, err := tokens.Authenticate(ctx, token)
+	t, err := authorizeRPC(ctx, tokens, m, domain.RolePrivateRead, "substitution needs")
 	if err != nil {
 		return fail(err)
-	}
-	if !t.Has(domain.RolePrivateRead) {
-		return fail(domain.Errorf(domain.EFORBIDDEN, "substitution needs the %s role", domain.RolePrivateRead))
 	}
 	var req SubstituteRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -100,4 +89,27 @@ func substitute(ctx context.Context, m *nats.Msg, tokens *domain.TokenService, k
 	}
 	out := SubstituteReply{Properties: done["properties"], PrivateProperties: done["privateProperties"]}
 	return out
+}
+
+// authorizeRPC returns the token a request-reply message carries as a
+// bearer token in its Authorization header, once it is known to hold
+// role; need says what asks for the role, in the refusal ("substitution
+// needs").
+func authorizeRPC(ctx context.Context, tokens *domain.TokenService, m *nats.Msg, role, need string) (*domain.Token, error) {
+	authz := ""
+	if m.Header != nil {
+		authz = m.Header.Get("Authorization")
+	}
+	token, ok := domain.BearerToken(authz)
+	if !ok {
+		return nil, domain.Errorf(domain.EUNAUTHENTICATED, "a bearer token is required in the Authorization header")
+	}
+	t, err := tokens.Authenticate(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if !t.Has(role) {
+		return nil, domain.Errorf(domain.EFORBIDDEN, "%s the %s role", need, role)
+	}
+	return t, nil
 }
