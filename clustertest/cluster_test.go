@@ -258,7 +258,9 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Kill the replica that took the removal as soon as it logs so:
-		// poll without pausing, the cascade takes a second or two.
+		// poll without pausing; the replicas append one KeyDeleted at a
+		// time (KEYSD_CASCADE_BATCH=1), so the cascade takes some 100 round
+		// trips to the cluster.
 		var dead, survivor *replica
 		for deadline := time.Now().Add(30 * time.Second); dead == nil; {
 			if time.Now().After(deadline) {

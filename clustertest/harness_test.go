@@ -145,6 +145,11 @@ func MustStartCluster(tb testing.TB) *cluster {
 		"KEYSD_BOOTSTRAP_ACCOUNT=admin",
 		"KEYSD_BOOTSTRAP_KEY=" + pubPath,
 		"KEYSD_LOG_LEVEL=info",
+		// One KeyDeleted per append: the cascade of 100 keys then takes
+		// 100 round trips to the cluster, long enough for
+		// CascadeSurvivesKillingItsReplica to kill its replica mid-way (in
+		// batches of 1,000 it is one append, over before the kill lands).
+		"KEYSD_CASCADE_BATCH=1",
 	}
 	// One after the other: replicas that create the same replicated stream
 	// at the same moment both get no answer from the cluster and retry
