@@ -33,6 +33,18 @@ type AccountKey struct {
 	Created           time.Time `json:"created"`
 	// Attestation is set for keys proven to live in a hardware token.
 	Attestation *Attestation `json:"attestation,omitempty"`
+	// Expires is when the key expires by itself; nil: never.
+	Expires *time.Time `json:"expires,omitempty"`
+	// Expired is set by its KeyExpired. A key past Expires whose
+	// KeyExpired is not recorded yet is expired all the same (see
+	// AccountKey.ExpiredAt).
+	Expired bool `json:"expired,omitempty"`
+}
+
+// ExpiredAt reports whether the key is expired at now: its KeyExpired is
+// recorded, or its expiry has passed (the event follows shortly).
+func (k *AccountKey) ExpiredAt(now time.Time) bool {
+	return k.Expired || (k.Expires != nil && !now.Before(*k.Expires))
 }
 
 // Policy is what an operator requires of an account's keys, beyond
@@ -228,7 +240,21 @@ func ApplyAccountEvent(acct *Account, e Event, seq uint64) (*Account, error) {
 		acct.Keys = append(acct.Keys, AccountKey{
 			Name: p.Name, Fingerprint: p.Fingerprint, FingerprintSHA256: p.FingerprintSHA256,
 			Key: p.Key, Type: p.Type, Bits: p.Bits, Created: e.Time, Attestation: p.Attestation,
+			Expires: p.Expires,
 		})
+	case TypeKeyExpired:
+		if acct == nil {
+			return nil, Errorf(EINTERNAL, "event %s for a missing account", e.ID)
+		}
+		var p KeyExpired
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		for i := range acct.Keys {
+			if acct.Keys[i].Fingerprint == p.Fingerprint {
+				acct.Keys[i].Expired = true
+			}
+		}
 	case TypePolicySet:
 		if acct == nil {
 			return nil, Errorf(EINTERNAL, "event %s for a missing account", e.ID)

@@ -17,6 +17,7 @@ const (
 	TypeKeyCreated      = "KeyCreated"
 	TypeKeyUpdated      = "KeyUpdated"
 	TypeKeyDeleted      = "KeyDeleted"
+	TypeKeyExpired      = "KeyExpired"
 	TypePolicySet       = "AccountPolicySet"
 	TypePrivateKeyRead  = "PrivateKeyRead"
 	TypeInstanceRemoved = "InstanceRemoved"
@@ -47,6 +48,7 @@ func (OperatorGranted) EventType() EventType     { return EventType{TypeOperator
 func (KeyCreated) EventType() EventType          { return EventType{TypeKeyCreated, 1} }
 func (KeyUpdated) EventType() EventType          { return EventType{TypeKeyUpdated, 1} }
 func (KeyDeleted) EventType() EventType          { return EventType{TypeKeyDeleted, 1} }
+func (KeyExpired) EventType() EventType          { return EventType{TypeKeyExpired, 1} }
 func (AccountPolicySet) EventType() EventType    { return EventType{TypePolicySet, 1} }
 func (PrivateKeyRead) EventType() EventType      { return EventType{TypePrivateKeyRead, 1} }
 func (InstanceRemoved) EventType() EventType     { return EventType{TypeInstanceRemoved, 1} }
@@ -67,6 +69,7 @@ var catalogue = []Payload{
 	AccountPolicySet{}, PrivateKeyRead{}, InstanceRemoved{}, KeyRejected{},
 	IntakeDuplicate{}, TokenCreated{}, TokenRevoked{},
 	CAKeyCreated{}, CAKeyRetired{}, SerialBlockReserved{}, CertificateIssued{}, CertificateRevoked{},
+	KeyExpired{},
 }
 
 // EventType declares one kind of event: its name in the log and the newest

@@ -126,6 +126,10 @@ type KeyCreated struct {
 	// half the update replaced, destroyed with it (added without a version
 	// change: old readers ignore it).
 	ReplacedSecretID string `json:"replacedSecretId,omitempty"`
+	// Expires is when the key expires by itself (a KeyExpired then
+	// records it); nil for a key that does not expire. UTC, whole
+	// seconds. Added without a version change: old readers ignore it.
+	Expires *time.Time `json:"expires,omitempty"`
 }
 
 // KeyUpdated records a shared key's whole new state. Its payload is
@@ -138,6 +142,19 @@ type KeyUpdated KeyCreated
 type AccountPolicySet struct {
 	Login  string `json:"login"`
 	Policy Policy `json:"policy"`
+}
+
+// KeyExpired records that a key reached the expiry it was created with.
+// It is decided against the owner's state like any other event, so it is
+// recorded once whichever replica notices first. The key stays (shown as
+// expired) until it is deleted, but no longer authenticates, is no longer
+// in authorized_keys and is in the revocation list.
+type KeyExpired struct {
+	ID                string    `json:"id,omitempty"`
+	Name              string    `json:"name"`
+	Fingerprint       string    `json:"fingerprint"`
+	FingerprintSHA256 string    `json:"fingerprintSHA256"`
+	Expires           time.Time `json:"expires"`
 }
 
 // KeyDeleted records a key removed from its owner.

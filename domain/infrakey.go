@@ -49,6 +49,16 @@ type InfraKey struct {
 	PrivateKey        *SealedSecret `json:"sealedPrivateKey,omitempty"`
 	Created           time.Time     `json:"created"`
 	Updated           time.Time     `json:"updated"`
+	// Expires is when the key expires by itself; nil: never.
+	Expires *time.Time `json:"expires,omitempty"`
+	// Expired is set by its KeyExpired (see ExpiredAt).
+	Expired bool `json:"expired,omitempty"`
+}
+
+// ExpiredAt reports whether the key is expired at now: its KeyExpired is
+// recorded, or its expiry has passed (the event follows shortly).
+func (k *InfraKey) ExpiredAt(now time.Time) bool {
+	return k.Expired || (k.Expires != nil && !now.Before(*k.Expires))
 }
 
 // KeyRef is what identifies an infrastructure key: its id, and where it is
@@ -310,6 +320,10 @@ func ApplySharedKeyEvent(s *SharedKey, e Event, seq uint64) (*SharedKey, error) 
 		}
 	case TypeKeyDeleted:
 		s.Key = nil
+	case TypeKeyExpired:
+		if s.Key != nil {
+			s.Key.Expired = true
+		}
 	}
 	s.Version = seq
 	return s, nil
@@ -320,6 +334,6 @@ func infraKeyFrom(p KeyCreated, scope, instance string, t time.Time) *InfraKey {
 		ID: p.ID, Name: p.Name, Description: p.Description, Scope: scope, InstanceID: instance,
 		PublicKey: p.Key, Type: p.Type, Bits: p.Bits,
 		Fingerprint: p.Fingerprint, FingerprintSHA256: p.FingerprintSHA256,
-		PrivateKey: p.SealedPrivateKey, Created: t, Updated: t,
+		PrivateKey: p.SealedPrivateKey, Created: t, Updated: t, Expires: p.Expires,
 	}
 }

@@ -122,6 +122,14 @@ func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
 			}
 		}
 		in.Keys = keys
+	case TypeKeyExpired:
+		var p KeyExpired
+		if err := e.Decode(&p); err != nil {
+			return nil, err
+		}
+		if k := in.FindKey(p.Name); k != nil {
+			k.Expired = true
+		}
 	case TypeInstanceRemoved:
 		in.Removed, in.RemovedBy = true, e.ID
 	}
