@@ -12,15 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/internal/testkit"
 )
 
-// MustReplicas starts n keysd replicas on one external NATS server,
+// MustReplicas starts n keysd replicas on one external NATS server ns,
 // sharing one master key, as a deployment runs them.
-func MustReplicas(tb testing.TB, n int, env map[string]string) []*keysd {
+func MustReplicas(tb testing.TB, ns *server.Server, n int, env map[string]string) []*keysd {
 	tb.Helper()
-	full := externalEnv(tb, MustNATSServer(tb))
+	full := externalEnv(tb, ns)
 	for k, v := range env {
 		full[k] = v
 	}
@@ -41,7 +43,7 @@ func keyLine(line string) string {
 // trusted keys, without authentication, as text/plain; it reads its own
 // writes across replicas; unknown logins are a CloudAPI 404.
 func TestAuthorizedKeysRoute(t *testing.T) {
-	ks := MustReplicas(t, 2, nil)
+	ks := MustReplicas(t, MustNATSServer(t), 2, nil)
 	a, b := ks[0], ks[1]
 	laptop, desk := MustKey(t), MustKey(t)
 	alice := MustAccountNamedKey(t, a, "alice", "laptop", laptop)
