@@ -40,8 +40,8 @@ type lastUseRecord struct {
 //
 // So the bucket is written at most once per key per precision, however
 // many requests use the key on however many replicas, and the time shown
-// is the first use of such a period: at most the precision older than
-// the last use (docs/operations.md, "Last use of keys").
+// is a use at most the precision older than the last use
+// (docs/operations.md, "Last use of keys").
 type LastUse struct {
 	kv        jetstream.KeyValue
 	watch     jetstream.KeyWatcher
@@ -147,6 +147,9 @@ func (u *LastUse) Run(ctx context.Context) error {
 		select {
 		case e, ok := <-u.watch.Updates():
 			if !ok {
+				if ctx.Err() == nil {
+					u.logger.Error("the watch of the last-use bucket ended: other replicas' writes no longer show here")
+				}
 				u.finalFlush(ctx)
 				return nil
 			}
