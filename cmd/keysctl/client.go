@@ -112,8 +112,7 @@ func (c *client) send(ctx context.Context, method, path string, body any) ([]byt
 	return data, nil
 }
 
-// responseError is keysd's error answer resp, whose body is data, in
-// either surface's format (or neither: a proxy's).
+// responseError reads keysd's error answer, in either surface's format.
 func responseError(resp *http.Response, data []byte) *apiError {
 	e := &apiError{Status: resp.StatusCode}
 	var lm struct {
