@@ -34,7 +34,8 @@ func TestCluster(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		want := []string{bus.StreamName, bus.DataKeysStream, bus.IntakeStream,
-			"KV_" + projections.AccountsBucket, "KV_" + projections.InfraKeysBucket, "KV_" + projections.TokensBucket}
+			"KV_" + projections.AccountsBucket, "KV_" + projections.InfraKeysBucket, "KV_" + projections.TokensBucket,
+			"KV_" + bus.LastUseBucket}
 		names := js.StreamNames(ctx)
 		var have []string
 		for name := range names.Name() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -48,6 +49,9 @@ type InfraKeyService struct {
 	// CascadeBatch bounds the KeyDeleted events of one append of the
 	// cascade, 1 to MaxCascadeBatch; 0 means MaxCascadeBatch.
 	CascadeBatch int
+	// Uses learns of every release of a private half (RevealPrivate);
+	// nil records none.
+	Uses KeyUses
 }
 
 // KeyMaterial is what a client sends for a key's halves: either or both
@@ -363,6 +367,13 @@ func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpos
 		}
 		if err != nil {
 			return nil, nil, err
+		}
+		if s.Uses != nil {
+			at := m.Time
+			if at.IsZero() {
+				at = time.Now()
+			}
+			s.Uses.Used(cur.UseID(), at)
 		}
 		return cur, pem, nil
 	}

@@ -17,10 +17,10 @@ type accountView struct {
 	Keys     []keyView     `json:"keys"`
 }
 
-func viewAccount(a *domain.Account) accountView {
+func (s *Server) viewAccount(a *domain.Account) accountView {
 	out := accountView{Login: a.Login, Operator: a.Operator, Policy: a.Policy, Keys: []keyView{}}
 	for i := range a.Keys {
-		out.Keys = append(out.Keys, viewKey(&a.Keys[i]))
+		out.Keys = append(out.Keys, s.viewKey(a.Login, &a.Keys[i]))
 	}
 	return out
 }
@@ -66,7 +66,7 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Location", "/--admin/accounts/"+url.PathEscape(a.Login))
-	return writeJSON(c, http.StatusCreated, viewAccount(a))
+	return writeJSON(c, http.StatusCreated, s.viewAccount(a))
 }
 
 // handleAccountGet serves GET /--admin/accounts/:login.
@@ -79,7 +79,7 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 	if a == nil {
 		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", login)
 	}
-	return writeJSON(c, http.StatusOK, viewAccount(a))
+	return writeJSON(c, http.StatusOK, s.viewAccount(a))
 }
 
 // handleAccountPolicy serves PUT /--admin/accounts/:login/policy: the whole
@@ -114,7 +114,7 @@ func (s *Server) handleAccountPolicy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, viewAccount(a))
+	return writeJSON(c, http.StatusOK, s.viewAccount(a))
 }
 
 // handleProjectionList serves GET /--admin/projections: the names of the

@@ -121,6 +121,9 @@ func (s *Server) verifySignature(c echo.Context) (*principal, error) {
 	if err := acct.CheckSigningKey(key); err != nil {
 		return nil, err
 	}
+	if s.cfg.Uses != nil {
+		s.cfg.Uses.Used(key.UseID(acct.Login), s.cfg.Now())
+	}
 	return &principal{Account: acct, Key: key}, nil
 }
 

@@ -3,6 +3,7 @@ package http
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/ssh"
@@ -19,10 +20,15 @@ type keyView struct {
 	Key               string   `json:"key"`
 	Attested          bool     `json:"attested,omitempty"`
 	Multifactor       []string `json:"multifactor,omitzero"`
+	// LastUsed is when the key last authenticated a request, to within
+	// the last-use precision; absent when never.
+	LastUsed *time.Time `json:"lastUsed,omitempty"`
 }
 
-func viewKey(k *domain.AccountKey) keyView {
-	v := keyView{Name: k.Name, Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Key: k.Key}
+// viewKey shows k, a key of account login.
+func (s *Server) viewKey(login string, k *domain.AccountKey) keyView {
+	v := keyView{Name: k.Name, Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Key: k.Key,
+		LastUsed: domain.LastUsed(s.cfg.Uses, k.UseID(login))}
 	if k.Attestation != nil {
 		v.Attested = true
 		v.Multifactor = append([]string{}, k.Attestation.Multifactor...)
@@ -61,7 +67,7 @@ func (s *Server) handleKeyList(c echo.Context) error {
 	}
 	out := make([]keyView, 0, len(a.Keys))
 	for i := range a.Keys {
-		out = append(out, viewKey(&a.Keys[i]))
+		out = append(out, s.viewKey(a.Login, &a.Keys[i]))
 	}
 	return writeJSON(c, http.StatusOK, out)
 }
@@ -80,7 +86,7 @@ func (s *Server) handleKeyGet(c echo.Context) error {
 	if k == nil {
 		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
 	}
-	return writeJSON(c, http.StatusOK, viewKey(k))
+	return writeJSON(c, http.StatusOK, s.viewKey(a.Login, k))
 }
 
 // handleKeyCreate serves POST /:login/keys (CreateKey), validating in
@@ -124,7 +130,7 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Location", "/"+encodeURIComponent(a.Login)+"/keys/"+encodeURIComponent(k.Fingerprint))
-	return writeJSON(c, http.StatusCreated, viewKey(k))
+	return writeJSON(c, http.StatusCreated, s.viewKey(a.Login, k))
 }
 
 // handleKeyDelete serves DELETE /:login/keys/:key (DeleteKey). Deleting the

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -24,12 +25,17 @@ type infraKeyView struct {
 	FingerprintSHA256 string `json:"fingerprintSHA256"`
 	Scope             string `json:"scope"`
 	InstanceID        string `json:"instanceId,omitempty"`
+	// LastUsed is when the key's private half was last released (read
+	// or substituted), to within the last-use precision; absent when
+	// never.
+	LastUsed *time.Time `json:"lastUsed,omitempty"`
 }
 
-func viewInfraKey(k *domain.InfraKey) infraKeyView {
+func (s *Server) viewInfraKey(k *domain.InfraKey) infraKeyView {
 	return infraKeyView{
 		ID: k.ID, Name: k.Name, Description: k.Description, PublicKey: k.PublicKey,
 		Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Scope: k.Scope, InstanceID: k.InstanceID,
+		LastUsed: domain.LastUsed(s.cfg.Uses, k.UseID()),
 	}
 }
 
@@ -56,7 +62,7 @@ func (s *Server) views(c echo.Context, keys []domain.InfraKey, include bool) ([]
 	out := make([]infraKeyView, 0, len(keys))
 	for i := range keys {
 		if !include {
-			out = append(out, viewInfraKey(&keys[i]))
+			out = append(out, s.viewInfraKey(&keys[i]))
 			continue
 		}
 		k, pem, err := s.cfg.InfraKeys.RevealPrivate(c.Request().Context(), &keys[i], domain.PurposeInclude, s.meta(c))
@@ -66,7 +72,7 @@ func (s *Server) views(c echo.Context, keys []domain.InfraKey, include bool) ([]
 		if err != nil {
 			return nil, err
 		}
-		v := viewInfraKey(k)
+		v := s.viewInfraKey(k)
 		v.PrivateKey = string(pem)
 		out = append(out, v)
 	}
@@ -114,7 +120,7 @@ func (s *Server) handleSharedCreate(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Location", lmPrefix+"/shared/"+url.PathEscape(k.Name))
-	return lmWrite(c, http.StatusCreated, viewInfraKey(k))
+	return lmWrite(c, http.StatusCreated, s.viewInfraKey(k))
 }
 
 // handleSharedList serves GET /api/resource-manager/infrastructure-keys/shared,

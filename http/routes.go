@@ -31,6 +31,8 @@ func (s *Server) routes() {
 	e.GET("/readyz", s.handleReadyz)
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/openapi.yaml", s.handleOpenAPI)
 	e.GET("/--cas/:ca", s.handleCAPublic)
+	// An account's public keys for sshd's AuthorizedKeysCommand.
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/:login/authorized_keys", s.handleAuthorizedKeys)
 	if s.cfg.Metrics != nil {
 		e.GET("/metrics", s.handleMetrics)
 	}

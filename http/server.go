@@ -53,6 +53,10 @@ type Config struct {
 	Observer RequestObserver
 	// Metrics serves GET /metrics; nil leaves the route out.
 	Metrics http.Handler
+	// Uses learns of every request an account key authenticates, and
+	// tells when each key was last used (lastUsed in key views); nil
+	// records and shows none.
+	Uses domain.KeyUses
 }
 
 // ReadyCheck is one condition of readiness.

@@ -30,7 +30,7 @@ func TestHelpExitsZero(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"-h"}, {"help"},
 		{"account", "create", "--help"}, {"key", "list", "-h"}, {"token", "create", "--help"},
-		{"projections", "rebuild", "--help"}, {"master-key", "generate", "--help"},
+		{"projections", "rebuild", "--help"}, {"master-key", "generate", "--help"}, {"authorized-keys", "--help"},
 		{"events", "--help"}, {"events", "stats", "--help"},
 		{"driver", "--help"}, {"driver", "publish-key", "--help"}, {"manager", "outcome", "--help"},
 	} {

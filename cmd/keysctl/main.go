@@ -54,6 +54,7 @@ Usage:
   keysctl [connection flags] cert list LOGIN [--key KEY]
   keysctl [connection flags] cert revoke LOGIN SERIAL
   keysctl master-key generate FILE
+  keysctl [--url URL] authorized-keys LOGIN [--timeout 10s]   (no account: for sshd's AuthorizedKeysCommand)
 
 Over NATS, with a role's NKey (see keysctl events --help, keysctl driver --help):
   keysctl events [--from-seq N | --since T] [--type T] [--owner K/ID] [--key K] [--follow]
@@ -117,6 +118,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "help":
 			fs.Usage()
 			return flag.ErrHelp
+		case "authorized-keys":
+			// Unsigned: sshd runs it with no credentials at hand.
+			return authorizedKeysCmd(ctx, *url, rest[1:], stdout, stderr)
 		case "events":
 			return eventsCmd(ctx, rest[1:], env, stdout, stderr)
 		case "driver":

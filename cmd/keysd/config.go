@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
 )
 
@@ -35,6 +36,9 @@ type Config struct {
 	// CascadeBatch is a tuning and test knob: how many KeyDeleted events
 	// the cascade appends at once.
 	CascadeBatch int
+	// LastUsePrecision is how coarse the last use of keys is: a key's
+	// time is written at most once per precision.
+	LastUsePrecision time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -44,6 +48,7 @@ func (c *Config) setDefaults() {
 	c.ClockSkew = 300 * time.Second
 	c.LogLevel = "info"
 	c.CascadeBatch = domain.MaxCascadeBatch
+	c.LastUsePrecision = bus.DefaultLastUsePrecision
 }
 
 // Validate returns every problem with c at once.
@@ -84,6 +89,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CascadeBatch < 1 || c.CascadeBatch > domain.MaxCascadeBatch {
 		errs = append(errs, fmt.Errorf("cascade batch (--cascade-batch, KEYSD_CASCADE_BATCH) must be 1 to %d, got %d", domain.MaxCascadeBatch, c.CascadeBatch))
+	}
+	if c.LastUsePrecision < time.Second || c.LastUsePrecision > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("last-use precision (--last-use-precision, KEYSD_LAST_USE_PRECISION) must be 1s to 24h, got %s", c.LastUsePrecision))
 	}
 	if c.ClockSkew <= 0 {
 		errs = append(errs, errors.New("clock skew (--clock-skew, KEYSD_CLOCK_SKEW) must be positive"))
@@ -129,6 +137,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.Func("attestation-roots", "comma-separated PEM files of extra hardware attestation roots; may be repeated (KEYSD_ATTESTATION_ROOTS)", listFlag(&c.AttestationRoots))
 	fs.DurationVar(&c.ClockSkew, "clock-skew", c.ClockSkew, "largest accepted difference between a signed Date and now (KEYSD_CLOCK_SKEW)")
 	fs.IntVar(&c.CascadeBatch, "cascade-batch", c.CascadeBatch, "KeyDeleted events the InstanceRemoved cascade appends at once, 1 to 1000; a tuning and test knob (KEYSD_CASCADE_BATCH)")
+	fs.DurationVar(&c.LastUsePrecision, "last-use-precision", c.LastUsePrecision, "how coarse the last use of keys is, 1s to 24h: a key's time is written at most once per this (KEYSD_LAST_USE_PRECISION)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (KEYSD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -168,6 +177,7 @@ func envVars(c *Config) []envVar {
 		{"KEYSD_ALLOW_LEGACY_SIGNATURES", func(v string) (err error) { c.AllowLegacySignatures, err = strconv.ParseBool(v); return }},
 		{"KEYSD_CASCADE_BATCH", func(v string) (err error) { c.CascadeBatch, err = strconv.Atoi(v); return }},
 		{"KEYSD_CLOCK_SKEW", func(v string) (err error) { c.ClockSkew, err = time.ParseDuration(v); return }},
+		{"KEYSD_LAST_USE_PRECISION", func(v string) (err error) { c.LastUsePrecision, err = time.ParseDuration(v); return }},
 	}
 }
 

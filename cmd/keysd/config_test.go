@@ -12,7 +12,7 @@ import (
 
 // defaultConfig is the configuration with nothing set.
 func defaultConfig() Config {
-	return Config{DataDir: "./data", HTTPAddr: "127.0.0.1:8080", Replicas: 1, ClockSkew: 300 * time.Second, LogLevel: "info", CascadeBatch: domain.MaxCascadeBatch}
+	return Config{DataDir: "./data", HTTPAddr: "127.0.0.1:8080", Replicas: 1, ClockSkew: 300 * time.Second, LogLevel: "info", CascadeBatch: domain.MaxCascadeBatch, LastUsePrecision: time.Hour}
 }
 
 func TestParseConfig(t *testing.T) {
@@ -41,9 +41,10 @@ func TestParseConfig(t *testing.T) {
 				"KEYSD_CLOCK_SKEW":                "1m",
 				"KEYSD_LOG_LEVEL":                 "debug",
 				"KEYSD_CASCADE_BATCH":             "50",
+				"KEYSD_LAST_USE_PRECISION":        "5m",
 			},
 			want: func(c *Config) {
-				c.CascadeBatch = 50
+				c.CascadeBatch, c.LastUsePrecision = 50, 5*time.Minute
 				c.DataDir, c.HTTPAddr, c.MetricsAddr = "/var/lib/keysd", ":9000", "127.0.0.1:9100"
 				c.NATSURL, c.NATSCreds, c.Replicas = "nats://n1:4222", "/etc/keysd/nats.creds", 3
 				c.BootstrapAccount, c.BootstrapKey = "admin", "/etc/keysd/admin.pub"
@@ -104,14 +105,15 @@ func TestParseConfig_Errors(t *testing.T) {
 		{
 			name: "ErrSeveralAtOnce",
 			env: map[string]string{
-				"KEYSD_HTTP_ADDR":         "nowhere",
-				"KEYSD_METRICS_ADDR":      "nowhere",
-				"KEYSD_REPLICAS":          "9",
-				"KEYSD_BOOTSTRAP_ACCOUNT": "admin",
-				"KEYSD_LOG_LEVEL":         "loud",
-				"KEYSD_CASCADE_BATCH":     "0",
-				"KEYSD_MASTER_KEY":        "k",
-				"KEYSD_MASTER_KEY_FILE":   "f",
+				"KEYSD_HTTP_ADDR":          "nowhere",
+				"KEYSD_METRICS_ADDR":       "nowhere",
+				"KEYSD_REPLICAS":           "9",
+				"KEYSD_BOOTSTRAP_ACCOUNT":  "admin",
+				"KEYSD_LOG_LEVEL":          "loud",
+				"KEYSD_CASCADE_BATCH":      "0",
+				"KEYSD_MASTER_KEY":         "k",
+				"KEYSD_MASTER_KEY_FILE":    "f",
+				"KEYSD_LAST_USE_PRECISION": "0s",
 			},
 			args: []string{"--clock-skew", "-1s"},
 			want: []string{
@@ -124,6 +126,7 @@ func TestParseConfig_Errors(t *testing.T) {
 				"clock skew (--clock-skew, KEYSD_CLOCK_SKEW) must be positive",
 				`log level (--log-level, KEYSD_LOG_LEVEL) must be debug, info, warn or error, got "loud"`,
 				"cascade batch (--cascade-batch, KEYSD_CASCADE_BATCH) must be 1 to 1000, got 0",
+				"last-use precision (--last-use-precision, KEYSD_LAST_USE_PRECISION) must be 1s to 24h, got 0s",
 			},
 		},
 		{

@@ -154,6 +154,17 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup
+	uses, err := bus.OpenLastUse(workCtx, conn, cfg.LastUsePrecision, logger.With("component", "lastuse"))
+	if err != nil {
+		stopWork()
+		return err
+	}
+	infraSvc.Uses = uses
+	workers.Go(func() {
+		if err := uses.Run(workCtx); err != nil {
+			logger.Error("last use recording stopped", "err", err)
+		}
+	})
 	for _, p := range models.All() {
 		workers.Go(func() {
 			if err := p.Run(workCtx); err != nil {
@@ -222,6 +233,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 		ReadyChecks:           readyChecks(eventLog, projectionNames),
 		Observer:              met,
 		Metrics:               apiMetrics,
+		Uses:                  uses,
 	})
 	l := ls.http
 	if ml := ls.metrics; ml != nil {

@@ -24,6 +24,7 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"CloudAPIKey", "POST", "/alice/keys/x", []string{"DELETE", "GET", "HEAD"}, false},
 		{"Admin", "DELETE", "/--admin/accounts/alice", []string{"GET"}, false},
 		{"OpenAPI", "POST", "/openapi.yaml", []string{"GET", "HEAD"}, false},
+		{"AuthorizedKeys", "POST", "/alice/authorized_keys", []string{"GET", "HEAD"}, false},
 		{"LMShared", "DELETE", lmPrefix + "/shared", []string{"GET", "POST"}, true},
 		{"LMSharedKey", "PATCH", keyPath("web"), []string{"DELETE", "GET", "PUT"}, true},
 		{"LMInstance", "POST", lmPrefix + "/instances/vm-1", []string{"DELETE", "GET"}, true},
