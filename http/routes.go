@@ -31,6 +31,7 @@ func (s *Server) routes() {
 	e.GET("/readyz", s.handleReadyz)
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/openapi.yaml", s.handleOpenAPI)
 	e.GET("/--cas/:ca", s.handleCAPublic)
+	e.GET("/--krl", s.handleKRL)
 	if s.cfg.Metrics != nil {
 		e.GET("/metrics", s.handleMetrics)
 	}

@@ -53,6 +53,8 @@ type Config struct {
 	Observer RequestObserver
 	// Metrics serves GET /metrics; nil leaves the route out.
 	Metrics http.Handler
+	// Revocations serves GET /--krl; nil answers 404.
+	Revocations RevocationList
 }
 
 // ReadyCheck is one condition of readiness.

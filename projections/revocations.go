@@ -134,6 +134,12 @@ func (r *Revocations) Current(ctx context.Context) (KRL, error) {
 	return KRL{Data: r.encoded, Version: r.version, Entries: r.entries}, nil
 }
 
+// CurrentKRL is Current, as the HTTP server asks for it.
+func (r *Revocations) CurrentKRL(ctx context.Context) ([]byte, uint64, error) {
+	k, err := r.Current(ctx)
+	return k.Data, k.Version, err
+}
+
 // catchUp applies the events after r.last up to latest at least. The
 // first time, and whenever it is far behind, it replays the log (one
 // consumer streaming it, the events of other kinds skipped undecoded);
