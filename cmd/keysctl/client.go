@@ -103,24 +103,30 @@ func (c *client) send(ctx context.Context, method, path string, body any) ([]byt
 		return nil, err
 	}
 	if resp.StatusCode >= 300 {
-		e := &apiError{Status: resp.StatusCode}
-		var lm struct {
-			LocalizedMessage string `json:"localizedMessage"`
-		}
-		switch {
-		case json.Unmarshal(data, e) == nil && e.Code != "":
-		case json.Unmarshal(data, &lm) == nil && lm.LocalizedMessage != "":
-			// The Lifecycle Manager surface's error body.
-			e.Code, e.Message = http.StatusText(resp.StatusCode), lm.LocalizedMessage
-		default:
-			e.Code, e.Message = resp.Status, strings.TrimSpace(string(data))
-		}
+		e := responseError(resp, data)
 		if resp.StatusCode == http.StatusUnauthorized {
 			e.Hint = "keysctl " + c.signedAs + ": is the account right (--account, KEYSCTL_ACCOUNT), and is this key one of its keys (--key-file, KEYSCTL_KEY_FILE)?"
 		}
 		return nil, e
 	}
 	return data, nil
+}
+
+// responseError reads keysd's error answer, in either surface's format.
+func responseError(resp *http.Response, data []byte) *apiError {
+	e := &apiError{Status: resp.StatusCode}
+	var lm struct {
+		LocalizedMessage string `json:"localizedMessage"`
+	}
+	switch {
+	case json.Unmarshal(data, e) == nil && e.Code != "":
+	case json.Unmarshal(data, &lm) == nil && lm.LocalizedMessage != "":
+		// The Lifecycle Manager surface's error body.
+		e.Code, e.Message = http.StatusText(resp.StatusCode), lm.LocalizedMessage
+	default:
+		e.Code, e.Message = resp.Status, strings.TrimSpace(string(data))
+	}
+	return e
 }
 
 // readKeyFile reads an OpenSSH public key file.
