@@ -58,8 +58,7 @@ Usage:
   keysctl [connection flags] cert list LOGIN [--key KEY]
   keysctl [connection flags] cert revoke LOGIN SERIAL
   keysctl master-key generate FILE
-  keysctl [--url URL] krl fetch FILE    the revocation list (no account needed) into FILE, for sshd's RevokedKeys;
-                                       exit status 0 if FILE changed, 3 if it was current, 1 on an error
+  keysctl [--url URL] krl fetch FILE    (no account needed; exit status 0: FILE changed, 3: it was current)
 
 Over NATS, with a role's NKey (see keysctl events --help, keysctl driver --help):
   keysctl events [--from-seq N | --since T] [--type T] [--owner K/ID] [--key K] [--follow]
