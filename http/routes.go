@@ -33,6 +33,7 @@ func (s *Server) routes() {
 	e.GET("/--cas/:ca", s.handleCAPublic)
 	// An account's public keys for sshd's AuthorizedKeysCommand.
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/:login/authorized_keys", s.handleAuthorizedKeys)
+	e.GET("/--krl", s.handleKRL)
 	if s.cfg.Metrics != nil {
 		e.GET("/metrics", s.handleMetrics)
 	}

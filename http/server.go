@@ -57,6 +57,8 @@ type Config struct {
 	// tells when each key was last used (lastUsed in key views); nil
 	// records and shows none.
 	Uses domain.KeyUses
+	// Revocations serves GET /--krl; nil answers 404.
+	Revocations RevocationList
 }
 
 // ReadyCheck is one condition of readiness.

@@ -231,6 +231,9 @@ type Probes struct {
 	// ShredderBacklog is how many key events the shredder has yet to
 	// handle (data keys of deleted or replaced private halves).
 	ShredderBacklog func(ctx context.Context) (uint64, error)
+	// KRL is the size of the revocation list (GET /--krl) in bytes and
+	// how many serials and fingerprints it revokes.
+	KRL func(ctx context.Context) (bytes, entries uint64, err error)
 }
 
 // probeTimeout bounds the NATS calls of one scrape.
@@ -251,6 +254,10 @@ var (
 		"Driver messages waiting in the intake stream.", nil, nil)
 	shredderBacklogDesc = prometheus.NewDesc("keysd_shredder_backlog",
 		"Key events the shredder has not handled yet (data keys of deleted or replaced private halves still to destroy).", nil, nil)
+	krlBytesDesc = prometheus.NewDesc("keysd_krl_bytes",
+		"Size of the OpenSSH revocation list (GET /--krl) in bytes.", nil, nil)
+	krlEntriesDesc = prometheus.NewDesc("keysd_krl_entries",
+		"Certificate serials and key fingerprints the revocation list revokes.", nil, nil)
 	probeErrorsDesc = prometheus.NewDesc("keysd_metrics_probe_errors",
 		"Probes that failed during this scrape (their metrics are missing from it).", nil, nil)
 )
@@ -270,6 +277,8 @@ func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- cascadeBacklogDesc
 	ch <- intakeBacklogDesc
 	ch <- shredderBacklogDesc
+	ch <- krlBytesDesc
+	ch <- krlEntriesDesc
 	ch <- probeErrorsDesc
 }
 
@@ -304,6 +313,14 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge("cascadeBacklog", cascadeBacklogDesc, c.probes.CascadeBacklog)
 	gauge("intakeBacklog", intakeBacklogDesc, c.probes.IntakeBacklog)
 	gauge("shredderBacklog", shredderBacklogDesc, c.probes.ShredderBacklog)
+	if f := c.probes.KRL; f != nil {
+		if size, entries, err := f(ctx); err != nil {
+			fail("krl", err)
+		} else {
+			ch <- prometheus.MustNewConstMetric(krlBytesDesc, prometheus.GaugeValue, float64(size))
+			ch <- prometheus.MustNewConstMetric(krlEntriesDesc, prometheus.GaugeValue, float64(entries))
+		}
+	}
 	if f := c.probes.ProjectionLag; f != nil {
 		lags, err := f(ctx)
 		if err != nil {

@@ -33,6 +33,7 @@ func TestHelpExitsZero(t *testing.T) {
 		{"projections", "rebuild", "--help"}, {"master-key", "generate", "--help"}, {"authorized-keys", "--help"},
 		{"events", "--help"}, {"events", "stats", "--help"},
 		{"driver", "--help"}, {"driver", "publish-key", "--help"}, {"manager", "outcome", "--help"},
+		{"krl", "--help"}, {"krl", "fetch", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			out, err := keysctlBin(args...)
@@ -47,7 +48,7 @@ func TestHelpExitsZero(t *testing.T) {
 	if entries, err := os.ReadDir(work); err != nil || len(entries) != 0 {
 		t.Errorf("asking for help wrote %v (%v)", entries, err)
 	}
-	for _, args := range [][]string{{}, {"bogus", "command"}, {"driver", "bogus"}, {"account", "create", "--bogus"}} {
+	for _, args := range [][]string{{}, {"bogus", "command"}, {"driver", "bogus"}, {"account", "create", "--bogus"}, {"krl", "bogus"}} {
 		t.Run("Err "+strings.Join(args, " "), func(t *testing.T) {
 			out, err := keysctlBin(args...)
 			var exit *exec.ExitError

@@ -25,6 +25,10 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			return // help was asked for, and given
 		}
+		var status exitStatus
+		if errors.As(err, &status) {
+			os.Exit(int(status))
+		}
 		fmt.Fprintln(os.Stderr, "keysctl:", err)
 		os.Exit(1)
 	}
@@ -55,6 +59,7 @@ Usage:
   keysctl [connection flags] cert revoke LOGIN SERIAL
   keysctl master-key generate FILE
   keysctl [--url URL] authorized-keys LOGIN [--timeout 10s]   (no account: for sshd's AuthorizedKeysCommand)
+  keysctl [--url URL] krl fetch FILE    (no account needed; exit status 0: FILE changed, 3: it was current)
 
 Over NATS, with a role's NKey (see keysctl events --help, keysctl driver --help):
   keysctl events [--from-seq N | --since T] [--type T] [--owner K/ID] [--key K] [--follow]
@@ -127,6 +132,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return intakeCmd(ctx, bus.RoleDriver, rest[1:], env, stdout, stderr)
 		case "manager":
 			return intakeCmd(ctx, bus.RoleManager, rest[1:], env, stdout, stderr)
+		case "krl":
+			return krlCmd(ctx, *url, rest[1:], stdout, stderr)
 		}
 	}
 	if len(rest) >= 2 && rest[0] == "master-key" && rest[1] == "generate" {

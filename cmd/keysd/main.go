@@ -128,7 +128,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 	accounts, infra, tokens := models.Accounts, models.InfraKeys, models.Tokens
 	cas := models.CAs
 	projectionNames := models.Names()
-	met := newMetrics(eventLog, intake, projectionNames, logger.With("component", "metrics"))
+	revocations := projections.NewRevocations(eventLog)
+	met := newMetrics(eventLog, intake, projectionNames, revocations, logger.With("component", "metrics"))
 	eventLog.Observe(met)
 	dataKeys, err := bus.OpenDataKeys(ctx, conn)
 	if err != nil {
@@ -224,6 +225,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 		InfraKeys:             infraSvc,
 		Tokens:                tokenSvc,
 		Certificates:          certSvc,
+		Revocations:           revocations,
 		Rewrap:                func(ctx context.Context) (any, error) { return vault.Rewrap(ctx) },
 		Repo:                  accounts,
 		Projections:           rebuilders(models),

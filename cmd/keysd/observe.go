@@ -50,7 +50,7 @@ func readyChecks(log *bus.EventLog, names []string) []khttp.ReadyCheck {
 
 // newMetrics registers keysd's metrics, with the probes read at each
 // scrape.
-func newMetrics(log *bus.EventLog, intake jetstream.Stream, names []string, logger *slog.Logger) *metrics.Metrics {
+func newMetrics(log *bus.EventLog, intake jetstream.Stream, names []string, krl *projections.Revocations, logger *slog.Logger) *metrics.Metrics {
 	return metrics.New(metrics.Probes{
 		LastSeq: log.LastSeq,
 		EventLogSize: func(ctx context.Context) (uint64, uint64, error) {
@@ -74,6 +74,11 @@ func newMetrics(log *bus.EventLog, intake jetstream.Stream, names []string, logg
 		CascadeBacklog:  func(ctx context.Context) (uint64, error) { return bus.CascadeBacklog(ctx, log) },
 		ShredderBacklog: func(ctx context.Context) (uint64, error) { return bus.ShredderBacklog(ctx, log) },
 		IntakeBacklog:   func(ctx context.Context) (uint64, error) { return bus.IntakeBacklog(ctx, intake) },
+		// The list as a fetch would get it: brought up to the log first.
+		KRL: func(ctx context.Context) (uint64, uint64, error) {
+			k, err := krl.Current(ctx)
+			return uint64(len(k.Data)), uint64(k.Entries), err
+		},
 	}, logger)
 }
 

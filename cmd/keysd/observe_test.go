@@ -448,6 +448,12 @@ func TestReadyzWhileTheBusIsDown(t *testing.T) {
 	if code, _ := r.ErrorBody(t); r.StatusCode != http.StatusServiceUnavailable || code != "ServiceUnavailable" {
 		t.Errorf("CloudAPI ListKeys with the bus down: %d %s, want 503 ServiceUnavailable", r.StatusCode, r.Body)
 	}
+	// The revocation list too: never one that may miss a revocation.
+	start := time.Now()
+	r = k.Bearer("").Do(t, "GET", "/--krl", nil)
+	if code, _ := r.ErrorBody(t); r.StatusCode != http.StatusServiceUnavailable || code != "ServiceUnavailable" || time.Since(start) > 15*time.Second {
+		t.Errorf("GET /--krl with the bus down: %d %s after %s, want 503 ServiceUnavailable within 15s", r.StatusCode, r.Body, time.Since(start))
+	}
 	r = k.Bearer(reader).Do(t, "GET", "/api/resource-manager/infrastructure-keys/shared", nil)
 	if r.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("LM list with the bus down: %d %s, want 503", r.StatusCode, r.Body)
