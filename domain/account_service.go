@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"time"
 )
 
 // AccountRepository loads accounts and appends their events. Append is
@@ -75,11 +76,17 @@ func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *
 // it (see Execute); the command then starts from it instead of loading the
 // account again.
 func (s *AccountService) CreateKey(ctx context.Context, login string, loaded *Account, name string, key *PublicKey, att *Attestation, m Meta) (*AccountKey, error) {
+	return s.CreateExpiringKey(ctx, login, loaded, name, key, att, nil, m)
+}
+
+// CreateExpiringKey adds key to the account login as CreateKey does,
+// expiring at expires (nil: never).
+func (s *AccountService) CreateExpiringKey(ctx context.Context, login string, loaded *Account, name string, key *PublicKey, att *Attestation, expires *time.Time, m Meta) (*AccountKey, error) {
 	acct, err := s.run(ctx, login, loaded, func(a *Account) ([]Event, error) {
 		if a == nil {
 			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
 		}
-		ev, err := a.CreateKey(name, key, att, m)
+		ev, err := a.CreateExpiringKey(name, key, att, expires, m)
 		if err != nil {
 			return nil, err
 		}

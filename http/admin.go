@@ -3,6 +3,7 @@ package http
 import (
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -17,10 +18,11 @@ type accountView struct {
 	Keys     []keyView     `json:"keys"`
 }
 
-func viewAccount(a *domain.Account) accountView {
+// viewAccount shows a as it is at now (keys expired by then show so).
+func viewAccount(a *domain.Account, now time.Time) accountView {
 	out := accountView{Login: a.Login, Operator: a.Operator, Policy: a.Policy, Keys: []keyView{}}
 	for i := range a.Keys {
-		out.Keys = append(out.Keys, viewKey(&a.Keys[i]))
+		out.Keys = append(out.Keys, viewKey(&a.Keys[i], now))
 	}
 	return out
 }
@@ -66,7 +68,7 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Location", "/--admin/accounts/"+url.PathEscape(a.Login))
-	return writeJSON(c, http.StatusCreated, viewAccount(a))
+	return writeJSON(c, http.StatusCreated, viewAccount(a, s.cfg.Now()))
 }
 
 // handleAccountGet serves GET /--admin/accounts/:login.
@@ -79,7 +81,7 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 	if a == nil {
 		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", login)
 	}
-	return writeJSON(c, http.StatusOK, viewAccount(a))
+	return writeJSON(c, http.StatusOK, viewAccount(a, s.cfg.Now()))
 }
 
 // handleAccountPolicy serves PUT /--admin/accounts/:login/policy: the whole
@@ -114,7 +116,7 @@ func (s *Server) handleAccountPolicy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, viewAccount(a))
+	return writeJSON(c, http.StatusOK, viewAccount(a, s.cfg.Now()))
 }
 
 // handleProjectionList serves GET /--admin/projections: the names of the

@@ -115,6 +115,12 @@ func (s *Server) verifySignature(c echo.Context) (*principal, error) {
 	if err := httpsig.Verify(pub, alg, signing, params.Signature); err != nil {
 		return fail("signature does not verify", "err", err.Error())
 	}
+	// Said plainly, not vaguely: only the holder of the key, who just
+	// proved it with the signature, learns that it expired.
+	if key.ExpiredAt(s.cfg.Now()) {
+		s.log.Info("authentication refused", "requestId", requestID(c), "reason", "key expired", "keyId", params.KeyID)
+		return nil, domain.Errorf(domain.EUNAUTHENTICATED, "key %s has expired; sign with another key", key.Name)
+	}
 	if err := acct.CheckSigningKey(key); err != nil {
 		return nil, err
 	}

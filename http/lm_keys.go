@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -24,13 +25,20 @@ type infraKeyView struct {
 	FingerprintSHA256 string `json:"fingerprintSHA256"`
 	Scope             string `json:"scope"`
 	InstanceID        string `json:"instanceId,omitempty"`
+	// Expires and Expired appear only for keys that expire.
+	Expires *time.Time `json:"expires,omitempty"`
+	Expired *bool      `json:"expired,omitempty"`
 }
 
-func viewInfraKey(k *domain.InfraKey) infraKeyView {
-	return infraKeyView{
+// viewInfraKey shows k as it is at now: expired from its expiry on, even
+// before its KeyExpired is recorded.
+func viewInfraKey(k *domain.InfraKey, now time.Time) infraKeyView {
+	v := infraKeyView{
 		ID: k.ID, Name: k.Name, Description: k.Description, PublicKey: k.PublicKey,
 		Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Scope: k.Scope, InstanceID: k.InstanceID,
 	}
+	v.Expires, v.Expired = expiryView(k.Expires, k.ExpiredAt(now))
+	return v
 }
 
 // includePrivate reads ?includePrivateKey and checks the caller may.
@@ -51,12 +59,16 @@ func includePrivate(c echo.Context) (bool, error) {
 
 // views renders keys, revealing private halves when include is set (each
 // reveal is audited, and shows the key as revealed: it may have changed
-// since it was listed). A key deleted meanwhile is left out.
-func (s *Server) views(c echo.Context, keys []domain.InfraKey, include bool) ([]infraKeyView, error) {
+// since it was listed). A key deleted meanwhile is left out. An expired
+// key's private half is not released (RevealPrivate): asked for one key,
+// that is refused (single); in a list, the key is shown without it, with
+// "expired": true, rather than the whole list refused.
+func (s *Server) views(c echo.Context, keys []domain.InfraKey, include, single bool) ([]infraKeyView, error) {
+	now := s.cfg.Now()
 	out := make([]infraKeyView, 0, len(keys))
 	for i := range keys {
-		if !include {
-			out = append(out, viewInfraKey(&keys[i]))
+		if !include || (!single && keys[i].ExpiredAt(now)) {
+			out = append(out, viewInfraKey(&keys[i], now))
 			continue
 		}
 		k, pem, err := s.cfg.InfraKeys.RevealPrivate(c.Request().Context(), &keys[i], domain.PurposeInclude, s.meta(c))
@@ -66,7 +78,7 @@ func (s *Server) views(c echo.Context, keys []domain.InfraKey, include bool) ([]
 		if err != nil {
 			return nil, err
 		}
-		v := viewInfraKey(k)
+		v := viewInfraKey(k, now)
 		v.PrivateKey = string(pem)
 		out = append(out, v)
 	}
@@ -90,8 +102,8 @@ func keyMaterial(in fields) (domain.KeyMaterial, error) {
 }
 
 // handleSharedCreate serves POST /api/resource-manager/infrastructure-keys/shared.
-// Body: {name, description?, publicKey?, privateKey?} or {name,
-// description?, generate: "ed25519"|"rsa-3072"|"rsa-4096"|"ecdsa-p256"|"ecdsa-p384"}.
+// Body: {name, description?, expires?, publicKey?, privateKey?} or {name,
+// description?, expires?, generate: "ed25519"|"rsa-3072"|"rsa-4096"|"ecdsa-p256"|"ecdsa-p384"}.
 func (s *Server) handleSharedCreate(c echo.Context) error {
 	in, err := lmBody(c)
 	if err != nil {
@@ -109,12 +121,16 @@ func (s *Server) handleSharedCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := s.cfg.InfraKeys.CreateShared(c.Request().Context(), name, desc, km, s.meta(c))
+	expires, err := expiresOf(in)
+	if err != nil {
+		return err
+	}
+	k, err := s.cfg.InfraKeys.CreateExpiringShared(c.Request().Context(), name, desc, km, expires, s.meta(c))
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set("Location", lmPrefix+"/shared/"+url.PathEscape(k.Name))
-	return lmWrite(c, http.StatusCreated, viewInfraKey(k))
+	return lmWrite(c, http.StatusCreated, viewInfraKey(k, s.cfg.Now()))
 }
 
 // handleSharedList serves GET /api/resource-manager/infrastructure-keys/shared,
@@ -150,7 +166,7 @@ func (s *Server) handleSharedList(c echo.Context) error {
 		}
 		c.Response().Header().Set("Link", "<"+lmPrefix+"/shared?"+next.Encode()+`>; rel="next"`)
 	}
-	out, err := s.views(c, keys, include)
+	out, err := s.views(c, keys, include, false)
 	if err != nil {
 		return err
 	}
@@ -184,7 +200,7 @@ func (s *Server) handleSharedGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.views(c, []domain.InfraKey{*k}, include)
+	out, err := s.views(c, []domain.InfraKey{*k}, include, true)
 	if err != nil {
 		return err
 	}
@@ -195,8 +211,9 @@ func (s *Server) handleSharedGet(c echo.Context) error {
 }
 
 // handleSharedUpdate serves PUT /api/resource-manager/infrastructure-keys/shared/:name.
-// Body: {description?, publicKey?, privateKey?, generate?}; LM's CLI also
-// sends id and name, which must be the key's own. Fields left out are kept.
+// Body: {description?, publicKey?, privateKey?, generate?, expires?}; LM's
+// CLI also sends id and name, which must be the key's own. Fields left out
+// are kept.
 func (s *Server) handleSharedUpdate(c echo.Context) error {
 	in, err := lmBody(c)
 	if err != nil {
@@ -218,11 +235,15 @@ func (s *Server) handleSharedUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	expires, err := expiresOf(in)
+	if err != nil {
+		return err
+	}
 	var descPtr *string
 	if hasDesc {
 		descPtr = &desc
 	}
-	if _, err := s.cfg.InfraKeys.UpdateShared(c.Request().Context(), pathParam(c, "name"), id, newName, descPtr, km, s.meta(c)); err != nil {
+	if _, err := s.cfg.InfraKeys.UpdateShared(c.Request().Context(), pathParam(c, "name"), id, newName, descPtr, expires, km, s.meta(c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -248,7 +269,7 @@ func (s *Server) handleInstanceKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.views(c, keys, include)
+	out, err := s.views(c, keys, include, false)
 	if err != nil {
 		return err
 	}
