@@ -176,5 +176,8 @@ func (x *expirer) expire(ctx context.Context, o domain.Owner, now time.Time) {
 	}
 	if n > 0 {
 		x.logger.Info("expirer: keys expired", "owner", o.String(), "expired", n)
+		return
 	}
+	// Nothing recorded: another replica came first, or the key changed.
+	x.logger.Debug("expirer: nothing to record", "owner", o.String())
 }
