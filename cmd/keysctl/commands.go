@@ -121,6 +121,7 @@ func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout, std
 func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	fs := commandFlags("key add")
 	name := fs.String("name", "", "name of the key (default: its comment)")
+	expires := fs.String("expires", "", "when the key expires by itself, an RFC 3339 time such as 2030-01-02T15:04:05Z (default: never)")
 	pos, err := parseCommand(fs, args, 2)
 	if err != nil {
 		return err
@@ -132,6 +133,9 @@ func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout, stderr io.
 	body := map[string]any{"key": key}
 	if *name != "" {
 		body["name"] = *name
+	}
+	if *expires != "" {
+		body["expires"] = *expires
 	}
 	var out any
 	if err := c.call(ctx, "POST", "/"+url.PathEscape(pos[0])+"/keys", body, &out); err != nil {
