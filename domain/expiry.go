@@ -112,6 +112,8 @@ func expiredError(what string, expires *time.Time) error {
 
 // ExpiryService records the expiry of keys.
 type ExpiryService struct {
+	// Accounts holds the account keys, InfraKeys the shared and
+	// instance keys, as the other services' repositories do.
 	Accounts  AccountRepository
 	InfraKeys InfraKeyRepository
 }

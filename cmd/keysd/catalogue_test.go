@@ -49,7 +49,7 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 	admin.MustOK(t, http.StatusNoContent, "DELETE", "/alice/keys/desk", nil)
 	// A key that expires in a few seconds: its KeyExpired is awaited
 	// before the log is read.
-	expires := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339)
+	expires := time.Now().Add(4 * time.Second).UTC().Format(time.RFC3339)
 	admin.MustOK(t, http.StatusCreated, "POST", "/alice/keys", map[string]any{"name": "contractor", "key": AuthorizedKey(t, MustKey(t), "contractor"), "expires": expires})
 	admin.MustOK(t, http.StatusOK, "PUT", "/--admin/accounts/alice/policy", map[string]any{"requireAttestedKeys": true})
 

@@ -192,7 +192,7 @@ func TestKeyExpiredExactlyOnceAcrossReplicas(t *testing.T) {
 	env := externalEnv(t, ns)
 	k1 := MustStart(t, env)
 	k2 := MustStart(t, map[string]string{"KEYSD_NATS_URL": env["KEYSD_NATS_URL"], "KEYSD_NATS_CREDS": env["KEYSD_NATS_CREDS"], "KEYSD_MASTER_KEY_FILE": env["KEYSD_MASTER_KEY_FILE"]})
-	expires, at := soon(5 * time.Second)
+	expires, at := soon(8 * time.Second)
 
 	MustAccountWithKey(t, k1, "alice", MustKey(t)) // a key that stays
 	for _, name := range []string{"a1", "a2", "a3"} {
@@ -257,7 +257,7 @@ func TestKeyExpiredExactlyOnceAcrossReplicas(t *testing.T) {
 // after the start, once.
 func TestKeyExpiredWhileStopped(t *testing.T) {
 	k := MustStartLM(t, nil)
-	expires, at := soon(3 * time.Second)
+	expires, at := soon(5 * time.Second)
 	MustAccountWithKey(t, k, "alice", MustKey(t))
 	k.Admin.MustOK(t, http.StatusCreated, "POST", "/alice/keys", map[string]any{"name": "temp", "key": AuthorizedKey(t, MustKey(t), ""), "expires": at})
 	k.Admin.MustOK(t, http.StatusCreated, "POST", lmPrefix+"/shared", map[string]any{"name": "web", "generate": "ed25519", "expires": at})
@@ -289,7 +289,7 @@ func TestKeyExpiredWhileStopped(t *testing.T) {
 func TestExpiredKeyEffects(t *testing.T) {
 	k := MustStartLM(t, nil)
 	MustCAKey(t, k, "user")
-	expires, at := soon(4 * time.Second)
+	expires, at := soon(6 * time.Second)
 	stays, temp := MustKey(t), MustKey(t)
 	bob := MustAccountNamedKey(t, k, "bob", "stays", stays)
 	k.Admin.MustOK(t, http.StatusCreated, "POST", "/bob/keys", map[string]any{"name": "temp", "key": AuthorizedKey(t, temp, ""), "expires": at})
