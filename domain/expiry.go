@@ -2,6 +2,8 @@ package domain
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -102,12 +104,17 @@ func infraKeyExpired(k *InfraKey) KeyExpired {
 	return KeyExpired{ID: k.ID, Name: k.Name, Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Expires: *k.Expires}
 }
 
+// ErrKeyExpired marks the refusal of using a key that has expired (it
+// wraps an ECONFLICT *Error that says so to clients).
+var ErrKeyExpired = errors.New("the key has expired")
+
 // expiredError is the refusal of using a key that has expired.
 func expiredError(what string, expires *time.Time) error {
-	if expires == nil {
-		return Errorf(ECONFLICT, "%s has expired", what)
+	e := Errorf(ECONFLICT, "%s has expired", what)
+	if expires != nil {
+		e = Errorf(ECONFLICT, "%s expired at %s", what, expires.UTC().Format(time.RFC3339))
 	}
-	return Errorf(ECONFLICT, "%s expired at %s", what, expires.UTC().Format(time.RFC3339))
+	return fmt.Errorf("%w: %w", ErrKeyExpired, e)
 }
 
 // ExpiryService records the expiry of keys.

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -73,6 +74,11 @@ func (s *Server) views(c echo.Context, keys []domain.InfraKey, include, single b
 		}
 		k, pem, err := s.cfg.InfraKeys.RevealPrivate(c.Request().Context(), &keys[i], domain.PurposeInclude, s.meta(c))
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			continue
+		}
+		if !single && errors.Is(err, domain.ErrKeyExpired) {
+			// It expired since the check above.
+			out = append(out, viewInfraKey(&keys[i], s.cfg.Now()))
 			continue
 		}
 		if err != nil {
