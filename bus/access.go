@@ -40,8 +40,9 @@ var Roles = []string{RoleDriver, RoleManager, RoleAudit}
 func InboxPrefix(role string) string { return "_INBOX." + role }
 
 // ServiceConsumers are the durable consumers of the service on the event
-// stream; nobody else may create or change them.
-var ServiceConsumers = []string{"projection-accounts", "projection-infrakeys", "projection-tokens", "projection-cas", CascadeConsumer, ShredderConsumer}
+// stream (and the cascade consumer of an older keysd, which a newer one
+// deletes); nobody else may create or change them.
+var ServiceConsumers = []string{"projection-accounts", "projection-infrakeys", "projection-tokens", "projection-cas", LegacyCascadeConsumer, CascadeConsumer, ShredderConsumer}
 
 // Permissions returns what role may publish and subscribe to. Nobody but
 // keysd itself may publish on keysd.events.> (write events), touch the

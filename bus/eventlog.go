@@ -113,9 +113,12 @@ func AttachEventLog(ctx context.Context, nc *nats.Conn, opts ...jetstream.JetStr
 // Stream returns the underlying JetStream stream.
 func (l *EventLog) Stream() jetstream.Stream { return l.stream }
 
-// Append stores events, all for owner, atomically, provided the owner's
-// last event is still at sequence expected (0: the owner has none). It
-// returns the sequence of the last event stored, or domain.ErrVersionConflict.
+// Append stores events for owner, atomically, provided the owner's last
+// event is still at sequence expected (0: the owner has none). It returns
+// the sequence of the last event stored, or domain.ErrVersionConflict.
+// Events of other owners may follow the owner's, to be recorded with them
+// or not at all (the CascadeRequested of an InstanceRemoved): each goes to
+// its own owner's subject, and the check is the first event's, owner's.
 //
 // One event is a plain publish; several are one atomic batch. Either way,
 // when the acknowledgement is lost (a timeout, a leader change) Append looks
@@ -133,15 +136,19 @@ func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint
 	}
 	subject := OwnerSubject(owner)
 	msgs := make([]*nats.Msg, len(events))
+	own := 0 // the owner's events come first
 	for i, e := range events {
-		if e.Owner != owner {
-			return 0, fmt.Errorf("bus: event %s belongs to %s, not %s", e.ID, e.Owner, owner)
+		switch {
+		case e.Owner == owner && own == i:
+			own++
+		case e.Owner == owner || i == 0:
+			return 0, fmt.Errorf("bus: event %s of %s after another owner's, or first and not %s's", e.ID, e.Owner, owner)
 		}
 		data, err := json.Marshal(e)
 		if err != nil {
 			return 0, fmt.Errorf("bus: marshal event: %w", err)
 		}
-		m := nats.NewMsg(subject)
+		m := nats.NewMsg(OwnerSubject(e.Owner))
 		m.Data = data
 		m.Header.Set(jetstream.MsgIDHeader, e.ID)
 		m.Header.Set(HeaderEventType, e.Type)
@@ -152,7 +159,7 @@ func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint
 	for attempt := 0; attempt < 3; attempt++ {
 		seq, err := l.publish(ctx, expected, msgs)
 		if errors.Is(err, domain.ErrVersionConflict) && attempt > 0 {
-			seq, ok, lerr := l.landed(ctx, subject, expected, events)
+			seq, ok, lerr := l.landed(ctx, subject, expected, events, own)
 			switch {
 			case ok:
 				return seq, nil
@@ -171,7 +178,7 @@ func (l *EventLog) Append(ctx context.Context, owner domain.Owner, expected uint
 		}
 		lastErr = err
 		// The outcome is unknown: find out whether our events are there.
-		if seq, ok, _ := l.landed(ctx, subject, expected, events); ok {
+		if seq, ok, _ := l.landed(ctx, subject, expected, events, own); ok {
 			return seq, nil
 		}
 	}
@@ -237,15 +244,21 @@ func classify(err error) error {
 	return err
 }
 
-// landed reports whether events were stored on subject by a publish that
-// expected sequence expected, and the sequence of the last of them. Such a
-// publish put them right after expected, whatever other writers appended
-// since; err is set when the log could not be read.
-func (l *EventLog) landed(ctx context.Context, subject string, expected uint64, events []domain.Event) (seq uint64, ok bool, err error) {
+// landed reports whether events were stored by a publish that expected
+// sequence expected, and the sequence of the last of them. Such a publish
+// put the first own of them (those on subject) right after expected,
+// whatever other writers appended since, and the rest right after those
+// (a batch is contiguous); err is set when the log could not be read.
+func (l *EventLog) landed(ctx context.Context, subject string, expected uint64, events []domain.Event, own int) (seq uint64, ok bool, err error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	seq = expected
-	for _, e := range events {
+	defer func() {
+		if ok {
+			seq += uint64(len(events) - own)
+		}
+	}()
+	for _, e := range events[:own] {
 		m, err := l.stream.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return 0, false, nil

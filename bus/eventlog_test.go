@@ -177,13 +177,48 @@ func TestAppend(t *testing.T) {
 	})
 
 	t.Run("ErrWrongOwner", func(t *testing.T) {
+		// Another owner's events may only follow the owner's: first, or
+		// between the owner's, they are refused and nothing is stored.
 		owner := domain.AccountOwner("owner")
-		evs := append(testEvents(owner, 1), testEvents(domain.AccountOwner("intruder"), 1)...)
-		if _, err := l.Append(ctx, owner, 0, evs); err == nil {
-			t.Error("append of another owner's event succeeded")
+		intruder := domain.AccountOwner("intruder")
+		for name, evs := range map[string][]domain.Event{
+			"first":   append(testEvents(intruder, 1), testEvents(owner, 1)...),
+			"between": append(append(testEvents(owner, 1), testEvents(intruder, 1)...), testEvents(owner, 1)...),
+		} {
+			if _, err := l.Append(ctx, owner, 0, evs); err == nil {
+				t.Errorf("%s: append of another owner's event succeeded", name)
+			}
 		}
 		if got, want := len(MustReadOwner(t, l, owner)), 0; got != want {
 			t.Errorf("events: got %d, want %d", got, want)
+		}
+		if got, want := len(MustReadOwner(t, l, intruder)), 0; got != want {
+			t.Errorf("intruder's events: got %d, want %d", got, want)
+		}
+	})
+
+	t.Run("FollowingOwner", func(t *testing.T) {
+		// The owner's events, then another owner's, recorded together on
+		// their own subjects, checked against the owner's version: the
+		// InstanceRemoved and its CascadeRequested.
+		owner := domain.InstanceOwner("vm-following")
+		work := domain.CascadeOwner("vm-following")
+		evs := append(testEvents(owner, 2), testEvents(work, 1)...)
+		seq := MustAppend(t, l, owner, 0, evs)
+		own, other := MustReadOwner(t, l, owner), MustReadOwner(t, l, work)
+		if len(own) != 2 || len(other) != 1 {
+			t.Fatalf("stored %d of the owner's and %d of the other's, want 2 and 1", len(own), len(other))
+		}
+		if other[0].Seq != seq || own[1].Seq != seq-1 || own[0].Seq != seq-2 {
+			t.Errorf("sequences %d, %d, %d; Append returned %d: want contiguous, ending there", own[0].Seq, own[1].Seq, other[0].Seq, seq)
+		}
+		// The check is the owner's: a stale version is refused, whatever
+		// the other owner's subject holds.
+		if _, err := l.Append(ctx, owner, own[0].Seq, append(testEvents(owner, 1), testEvents(work, 1)...)); !errors.Is(err, domain.ErrVersionConflict) {
+			t.Errorf("err = %v, want ErrVersionConflict", err)
+		}
+		if got := len(MustReadOwner(t, l, work)); got != 1 {
+			t.Errorf("the other owner has %d events after a refused batch, want 1", got)
 		}
 	})
 

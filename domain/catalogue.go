@@ -21,6 +21,9 @@ const (
 	TypePolicySet       = "AccountPolicySet"
 	TypePrivateKeyRead  = "PrivateKeyRead"
 	TypeInstanceRemoved = "InstanceRemoved"
+	// TypeCascadeRequested is the cascade's work item, recorded with each
+	// InstanceRemoved (owner kind cascade).
+	TypeCascadeRequested = "CascadeRequested"
 	// TypeKeyRejected records a driver key that was not created, and why.
 	TypeKeyRejected = "KeyRejected"
 	// TypeIntakeDuplicate records a message that asked for what was
@@ -52,6 +55,7 @@ func (KeyExpired) EventType() EventType          { return EventType{TypeKeyExpir
 func (AccountPolicySet) EventType() EventType    { return EventType{TypePolicySet, 1} }
 func (PrivateKeyRead) EventType() EventType      { return EventType{TypePrivateKeyRead, 1} }
 func (InstanceRemoved) EventType() EventType     { return EventType{TypeInstanceRemoved, 1} }
+func (CascadeRequested) EventType() EventType    { return EventType{TypeCascadeRequested, 1} }
 func (KeyRejected) EventType() EventType         { return EventType{TypeKeyRejected, 1} }
 func (IntakeDuplicate) EventType() EventType     { return EventType{TypeIntakeDuplicate, 1} }
 func (TokenCreated) EventType() EventType        { return EventType{TypeTokenCreated, 1} }
@@ -69,7 +73,7 @@ var catalogue = []Payload{
 	AccountPolicySet{}, PrivateKeyRead{}, InstanceRemoved{}, KeyRejected{},
 	IntakeDuplicate{}, TokenCreated{}, TokenRevoked{},
 	CAKeyCreated{}, CAKeyRetired{}, SerialBlockReserved{}, CertificateIssued{}, CertificateRevoked{},
-	KeyExpired{},
+	KeyExpired{}, CascadeRequested{},
 }
 
 // EventType declares one kind of event: its name in the log and the newest

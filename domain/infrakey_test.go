@@ -261,15 +261,29 @@ func TestInstanceRemove(t *testing.T) {
 	in := MustInstance(t, "vm-1", "a", "b")
 	t.Run("OK", func(t *testing.T) {
 		evs := in.Remove(testMeta)
-		if got, want := len(evs), 1; got != want {
+		if got, want := len(evs), 2; got != want {
 			t.Fatalf("events = %d, want %d", got, want)
 		}
 		if got, want := MustDecode[domain.InstanceRemoved](t, evs[0], domain.TypeInstanceRemoved).InstanceID, "vm-1"; got != want {
 			t.Errorf("instanceId = %q, want %q", got, want)
 		}
+		// With it, the cascade's work item, on an owner of its own, caused
+		// by the removal.
+		if got, want := MustDecode[domain.CascadeRequested](t, evs[1], domain.TypeCascadeRequested).InstanceID, "vm-1"; got != want {
+			t.Errorf("cascade instanceId = %q, want %q", got, want)
+		}
+		if evs[1].Owner != domain.CascadeOwner("vm-1") || evs[1].CausationID != evs[0].ID || evs[1].CorrelationID != evs[0].CorrelationID {
+			t.Errorf("cascade request owner %v, causation %q, correlation %q; want %v, %q, %q",
+				evs[1].Owner, evs[1].CausationID, evs[1].CorrelationID, domain.CascadeOwner("vm-1"), evs[0].ID, evs[0].CorrelationID)
+		}
 		after := MustApply(t, domain.ApplyInstanceEvent, in, in.Version, evs...)
 		if !after.Removed || after.RemovedBy != evs[0].ID {
 			t.Errorf("after removal: removed %v by %q, want true by %q", after.Removed, after.RemovedBy, evs[0].ID)
+		}
+		// The work item is not the instance's: its version stays that of
+		// the InstanceRemoved, which the next append is checked against.
+		if got, want := after.Version, in.Version+1; got != want {
+			t.Errorf("version after removal = %d, want %d", got, want)
 		}
 		// The removal deletes no key by itself: the cascade does, one
 		// KeyDeleted each.

@@ -51,12 +51,32 @@ func (in *Instance) AddKey(n NewInfraKey, m Meta) (Event, error) {
 }
 
 // Remove decides the removal of the instance; removing it again decides
-// nothing.
+// nothing. With the InstanceRemoved goes a CascadeRequested of owner
+// cascade/<id>, caused by it and appended in the same atomic batch: the
+// cascade's work item, on a subject of its own so the cascade reads only
+// removals and not every instance event.
 func (in *Instance) Remove(m Meta) []Event {
 	if in.Removed {
 		return nil
 	}
-	return []Event{NewEvent(InstanceOwner(in.ID), InstanceRemoved{InstanceID: in.ID}, m)}
+	removed := NewEvent(InstanceOwner(in.ID), InstanceRemoved{InstanceID: in.ID}, m)
+	m.CausationID = removed.ID
+	return []Event{removed, NewEvent(CascadeOwner(in.ID), CascadeRequested{InstanceID: in.ID}, m)}
+}
+
+// OwnerCascade is the owner kind of the cascade's work items: one owner
+// per removed instance, whose CascadeRequested asks for its keys to be
+// deleted.
+const OwnerCascade = "cascade"
+
+// CascadeOwner is the owner of instance id's cascade work item.
+func CascadeOwner(id string) Owner { return Owner{Kind: OwnerCascade, ID: id} }
+
+// CascadeRequested asks for the deletion of every key of a removed
+// instance. It is recorded with the InstanceRemoved that causes it (its
+// causationId), atomically, and only then.
+type CascadeRequested struct {
+	InstanceID string `json:"instanceId"`
 }
 
 // DeleteKey decides deleting the instance's key named name, as caused by
@@ -101,7 +121,9 @@ func ApplyInstanceEvent(in *Instance, e Event, seq uint64) (*Instance, error) {
 	if in == nil {
 		in = &Instance{ID: e.Owner.ID, Keys: []InfraKey{}}
 	}
-	if seq <= in.Version {
+	if seq <= in.Version || e.Owner.Kind != OwnerInstance {
+		// Not the instance's: the CascadeRequested appended with its
+		// InstanceRemoved belongs to another owner.
 		return in, nil
 	}
 	var created *KeyCreated

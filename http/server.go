@@ -76,6 +76,8 @@ type Server struct {
 	cfg  Config
 	echo *echo.Echo
 	log  *slog.Logger
+	// verified remembers signatures that verified (see verified.go).
+	verified verifiedSignatures
 }
 
 // NewServer builds the server and registers every route.

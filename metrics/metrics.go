@@ -246,7 +246,7 @@ var (
 	projectionLagDesc = prometheus.NewDesc("keysd_projection_lag_events",
 		"Events in the log that a projection's consumer has not applied yet.", []string{"projection"}, nil)
 	cascadeBacklogDesc = prometheus.NewDesc("keysd_cascade_backlog",
-		"Instance events (InstanceRemoved among them) the cascade consumer has not handled yet.", nil, nil)
+		"Removed instances (CascadeRequested events) whose keys the cascade has not finished deleting.", nil, nil)
 	intakeBacklogDesc = prometheus.NewDesc("keysd_intake_backlog",
 		"Driver messages waiting in the intake stream.", nil, nil)
 	shredderBacklogDesc = prometheus.NewDesc("keysd_shredder_backlog",

@@ -216,13 +216,18 @@ func (s *docStore[T]) append(ctx context.Context, id string, expected uint64, ev
 		st, version, cached = nil, 0, true // the owner had no events
 	}
 	if cached && version == expected {
+		// A batch is contiguous; events of other owners recorded with the
+		// owner's (bus.EventLog.Append) follow them and are not its own.
 		first := last - uint64(len(events)) + 1
-		rs := make([]bus.Recorded, len(events))
+		owner := s.owner(id)
+		rs := make([]bus.Recorded, 0, len(events))
 		for i, e := range events {
-			rs[i] = bus.Recorded{Seq: first + uint64(i), Subject: bus.OwnerSubject(e.Owner), Event: e}
+			if e.Owner == owner {
+				rs = append(rs, bus.Recorded{Seq: first + uint64(i), Subject: bus.OwnerSubject(e.Owner), Event: e})
+			}
 		}
 		if after, err := s.advance(id, st, rs); err == nil && after != nil {
-			s.cache.put(id, after, last)
+			s.cache.put(id, after, rs[len(rs)-1].Seq)
 			return after, nil
 		}
 	}

@@ -198,6 +198,9 @@ func TestAuditRole(t *testing.T) {
 		js, _ := jetstream.New(nc)
 		for _, name := range bus.ServiceConsumers {
 			c, err := js.Consumer(ctx, bus.StreamName, name)
+			if name == bus.LegacyCascadeConsumer && errors.Is(err, jetstream.ErrConsumerNotFound) {
+				continue // only a log an older keysd wrote has it
+			}
 			if err != nil {
 				t.Errorf("consumer %s: %v", name, err)
 				continue

@@ -214,3 +214,50 @@ func TestAuthDateForms(t *testing.T) {
 		})
 	}
 }
+
+// keysd verifies a signature once and remembers it (http/verified.go):
+// what it remembers must be that exact signature, by that key, over that
+// signing string, and nothing else about the request.
+func TestAuthRemembersOnlyWhatVerified(t *testing.T) {
+	k := MustStart(t, nil)
+	key, second, other := MustKey(t), MustKey(t), MustKey(t)
+	MustAccountWithKey(t, k, "alice", key)
+	alice := k.Client(t, "alice", key)
+	if r := alice.Do(t, "POST", "/alice/keys", map[string]any{"name": "second", "key": AuthorizedKey(t, second, "")}); r.StatusCode != http.StatusCreated {
+		t.Fatalf("add second key: %d %s", r.StatusCode, r.Body)
+	}
+	date := time.Now()
+	signed := func(signer crypto.Signer, keyOf crypto.Signer) *http.Request {
+		req := newRequest(t, "GET", k.URL+"/alice/keys", nil)
+		req.Header.Set("Date", date.UTC().Format(http.TimeFormat))
+		s := &httpsig.Signer{KeyID: httpsig.KeyIDFor("alice", MustSSHPublic(t, keyOf)), Key: signer}
+		if err := s.Sign(req); err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	resend := func(req *http.Request) *response {
+		again := newRequest(t, req.Method, req.URL.String(), nil)
+		again.Header = req.Header.Clone()
+		return send(t, again)
+	}
+	good := signed(second, second)
+	for i := range 2 {
+		if r := resend(good); r.StatusCode != 200 {
+			t.Fatalf("signed request, time %d: %d %s", i+1, r.StatusCode, r.Body)
+		}
+	}
+	// The same signing string (same key id, date and request line) with a
+	// signature made by another key: not the signature that verified.
+	if r := resend(signed(other, second)); r.StatusCode != 401 {
+		t.Errorf("another signature over a remembered signing string: %d, want 401", r.StatusCode)
+	}
+	// The key that made a remembered signature is deleted: the exact
+	// request is refused.
+	if r := alice.Do(t, "DELETE", "/alice/keys/second", nil); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete second key: %d %s", r.StatusCode, r.Body)
+	}
+	if r := resend(good); r.StatusCode != 401 {
+		t.Errorf("a remembered signature by a deleted key: %d, want 401", r.StatusCode)
+	}
+}

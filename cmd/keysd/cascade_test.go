@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -217,6 +218,23 @@ func TestCascade(t *testing.T) {
 	removed, secrets := cascadeFacts(t, audit, inst, n)
 	if removed != first.EventID {
 		t.Fatalf("InstanceRemoved %s, outcome said %s", removed, first.EventID)
+	}
+	// The cascade's work item: one, recorded with the removal and caused
+	// by it, on the subject the cascade consumer alone reads.
+	requests := events(t, audit, bus.OwnerSubject(domain.CascadeOwner(inst)))
+	if len(requests) != 1 || requests[0].Event.Type != domain.TypeCascadeRequested || requests[0].Event.CausationID != first.EventID {
+		t.Fatalf("cascade requests %+v, want one CascadeRequested caused by %s", requests, first.EventID)
+	}
+	js, err := jetstream.New(connectService(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(context.Background(), bus.StreamName, bus.CascadeConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := cons.CachedInfo().Config; cfg.FilterSubject+strings.Join(cfg.FilterSubjects, ",") != bus.KindSubjects(domain.OwnerCascade) {
+		t.Errorf("the cascade consumer reads %q %v, want only the cascade requests", cfg.FilterSubject, cfg.FilterSubjects)
 	}
 	if len(secrets) != private {
 		t.Fatalf("%d keys had private halves, want %d", len(secrets), private)
@@ -507,4 +525,58 @@ func TestCascadeCrashResumes(t *testing.T) {
 	if c := subjectCount(t, audit, subject); c != 2*n+1 {
 		t.Fatalf("the instance has %d events, want %d", c, 2*n+1)
 	}
+}
+
+// A keysd from before CascadeRequested recorded InstanceRemoved alone and
+// found it with a consumer of every instance event ("cascade"). A keysd
+// started on such a log cascades the removals that consumer had not
+// acknowledged, then deletes it: an upgrade in the middle of a removal
+// loses no cascade.
+func TestCascadeFinishesAnOlderKeysdsWork(t *testing.T) {
+	ns := MustNATSServer(t)
+	k := MustStartExternal(t, ns)
+	d := newDriver(t, connectExternal(t, ns, bus.RoleDriver))
+	audit := connectExternal(t, ns, bus.RoleAudit)
+	const n = 5
+	inst := "vm-legacy"
+	publishKeys(t, d, inst, n, 1)
+	eventually(t, 30*time.Second, "instance keys listed", func() bool { return len(k.instanceKeys(t, inst)) == n })
+	k.Stop(t)
+
+	// What the older keysd left: its consumer, and a removal it had not
+	// handled yet, recorded without a CascadeRequested.
+	ctx := context.Background()
+	nc := connectService(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, bus.StreamName, jetstream.ConsumerConfig{
+		Durable: "cascade", FilterSubject: bus.KindSubjects(domain.OwnerInstance), AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := bus.OpenEventLog(ctx, &bus.Conn{NC: nc, JS: js, Replicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := l.ReadOwner(ctx, domain.InstanceOwner(inst), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removal := domain.NewEvent(domain.InstanceOwner(inst), domain.InstanceRemoved{InstanceID: inst}, domain.Meta{Actor: "resource-manager"})
+	if _, err := l.Append(ctx, domain.InstanceOwner(inst), rs[len(rs)-1].Seq, []domain.Event{removal}); err != nil {
+		t.Fatal(err)
+	}
+
+	k.start(t)
+	k.Admin.base = k.URL
+	eventually(t, 30*time.Second, "instance keys gone", func() bool { return len(k.instanceKeys(t, inst)) == 0 })
+	if removed, _ := cascadeFacts(t, audit, inst, n); removed != removal.ID {
+		t.Errorf("InstanceRemoved %s, want %s", removed, removal.ID)
+	}
+	eventually(t, 10*time.Second, "the older consumer deleted", func() bool {
+		_, err := js.Consumer(ctx, bus.StreamName, "cascade")
+		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	})
 }
