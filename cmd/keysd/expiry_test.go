@@ -128,6 +128,19 @@ func TestKeyExpiresInput(t *testing.T) {
 		if key.Expires != future {
 			t.Errorf("created key shows expires %q, want %s", key.Expires, future)
 		}
+		// In YAML, as LM's CLI sends it: an unquoted time is a string.
+		r := k.Admin.YAML(t, "POST", lmPrefix+"/shared", "name: yml\ngenerate: ed25519\nexpires: "+future+"\n")
+		if r.StatusCode != http.StatusCreated {
+			t.Fatalf("create in YAML: %d %s", r.StatusCode, r.Body)
+		}
+		var yml struct {
+			Expires string `yaml:"expires"`
+			Expired bool   `yaml:"expired"`
+		}
+		r.Decode(t, &yml)
+		if yml.Expires != future || yml.Expired {
+			t.Errorf("YAML answer shows expires %q expired %v, want %s and false: %s", yml.Expires, yml.Expired, future, r.Body)
+		}
 		// An update may set a later expiry, never one that has passed.
 		_, later := soon(2 * time.Hour)
 		k.Admin.MustOK(t, http.StatusNoContent, "PUT", keyPath("web"), map[string]any{"expires": later})
@@ -135,7 +148,7 @@ func TestKeyExpiresInput(t *testing.T) {
 		if key.Expires != later {
 			t.Errorf("updated key shows expires %q, want %s", key.Expires, later)
 		}
-		r := k.Admin.Do(t, "PUT", keyPath("web"), map[string]any{"expires": past})
+		r = k.Admin.Do(t, "PUT", keyPath("web"), map[string]any{"expires": past})
 		if r.StatusCode != http.StatusBadRequest || !strings.Contains(r.LMError(t).LocalizedMessage, "expires must be in the future") {
 			t.Errorf("update to a past expiry: %d %s", r.StatusCode, r.Body)
 		}
