@@ -29,8 +29,8 @@ const expirerRetry = time.Second
 // Until it has caught up, nothing is recorded; a key used meanwhile is
 // refused all the same, as every reader checks the expiry itself
 // (ExpiredAt).
-func ServeExpirer(ctx context.Context, l *EventLog, svc *domain.ExpiryService, logger *slog.Logger) error {
-	x := &expirer{svc: svc, logger: logger, wake: make(chan struct{}, 1)}
+func ServeExpirer(ctx context.Context, l *EventLog, svc *domain.ExpiryService, obs ExpiryObserver, logger *slog.Logger) error {
+	x := &expirer{svc: svc, obs: obs, logger: logger, wake: make(chan struct{}, 1)}
 	var follow sync.WaitGroup
 	defer follow.Wait()
 	follow.Go(func() { x.follow(ctx, l) })
@@ -38,10 +38,18 @@ func ServeExpirer(ctx context.Context, l *EventLog, svc *domain.ExpiryService, l
 	return nil
 }
 
+// ExpiryObserver learns what the expirer does (metrics).
+type ExpiryObserver interface {
+	// KeysExpired is called with the number of KeyExpired events the
+	// expirer recorded for one owner.
+	KeysExpired(n int)
+}
+
 // expirer is the state ServeExpirer shares between the replay that
 // follows the log and the loop that records expiries.
 type expirer struct {
 	svc    *domain.ExpiryService
+	obs    ExpiryObserver // may be nil
 	logger *slog.Logger
 	wake   chan struct{}
 
@@ -176,6 +184,9 @@ func (x *expirer) expire(ctx context.Context, o domain.Owner, now time.Time) {
 	}
 	if n > 0 {
 		x.logger.Info("expirer: keys expired", "owner", o.String(), "expired", n)
+		if x.obs != nil {
+			x.obs.KeysExpired(n)
+		}
 		return
 	}
 	// Nothing recorded: another replica came first, or the key changed.

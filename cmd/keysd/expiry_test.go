@@ -382,6 +382,12 @@ func TestExpiredKeyEffects(t *testing.T) {
 			}
 		})
 	}
+	// The replica counts what its expirer recorded (once the append has
+	// returned, a moment after the events are in the log).
+	eventually(t, 10*time.Second, "keysd_keys_expired_total reaching 2", func() bool {
+		got, _ := metricValue(k.scrape(t), "keysd_keys_expired_total", nil)
+		return got == 2
+	})
 	// Nothing released was recorded for the expired key.
 	for _, r := range eventsOf(MustEvents(t, k), domain.TypePrivateKeyRead) {
 		if r.Event.Owner == domain.SharedOwner("web") && r.Event.Time.After(expires) {

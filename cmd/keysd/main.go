@@ -173,7 +173,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 	})
 	expirySvc := &domain.ExpiryService{Accounts: accounts, InfraKeys: infra}
 	workers.Go(func() {
-		if err := bus.ServeExpirer(workCtx, eventLog, expirySvc, logger.With("component", "expirer")); err != nil {
+		if err := bus.ServeExpirer(workCtx, eventLog, expirySvc, met, logger.With("component", "expirer")); err != nil {
 			logger.Error("expirer stopped", "err", err)
 		}
 	})
