@@ -23,6 +23,15 @@ type AccountService struct {
 // CreateAccount creates an account with, optionally, its first key, in one
 // atomic append.
 func (s *AccountService) CreateAccount(ctx context.Context, login string, operator bool, keyName string, key *PublicKey, m Meta) (*Account, error) {
+	return s.CreateAccountExpiring(ctx, login, operator, keyName, key, nil, m)
+}
+
+// CreateAccountExpiring creates an account as CreateAccount does, its
+// first key expiring at expires (nil: never).
+func (s *AccountService) CreateAccountExpiring(ctx context.Context, login string, operator bool, keyName string, key *PublicKey, expires *time.Time, m Meta) (*Account, error) {
+	if key == nil && expires != nil {
+		return nil, Errorf(EINVALID, "%s needs a key: it is the expiry of the account's first key", FieldExpires)
+	}
 	return s.run(ctx, login, nil, func(a *Account) ([]Event, error) {
 		evs, err := CreateAccount(a, login, operator, m)
 		if err != nil || key == nil {
@@ -32,7 +41,7 @@ func (s *AccountService) CreateAccount(ctx context.Context, login string, operat
 		if err != nil {
 			return nil, err
 		}
-		ev, err := created.CreateKey(keyName, key, nil, m)
+		ev, err := created.CreateExpiringKey(keyName, key, nil, expires, m)
 		if err != nil {
 			return nil, err
 		}

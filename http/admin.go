@@ -29,13 +29,13 @@ func viewAccount(a *domain.Account, now time.Time) accountView {
 
 // handleAccountCreate serves POST /--admin/accounts: an operator creates an
 // account and, optionally, its first key, in one atomic step.
-// Body: {"login", "operator"?, "key"?, "name"?}.
+// Body: {"login", "operator"?, "key"?, "name"?, "expires"?}.
 func (s *Server) handleAccountCreate(c echo.Context) error {
 	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
-	if err := in.only("login", "operator", "key", "name"); err != nil {
+	if err := in.only("login", "operator", "key", "name", domain.FieldExpires); err != nil {
 		return err
 	}
 	login, _, err := in.str("login")
@@ -63,7 +63,11 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	a, err := s.cfg.Accounts.CreateAccount(c.Request().Context(), login, operator, name, key, s.meta(c))
+	expires, err := expiresOf(in)
+	if err != nil {
+		return err
+	}
+	a, err := s.cfg.Accounts.CreateAccountExpiring(c.Request().Context(), login, operator, name, key, expires, s.meta(c))
 	if err != nil {
 		return err
 	}

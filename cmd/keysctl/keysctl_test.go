@@ -203,6 +203,10 @@ func TestFirstRun(t *testing.T) {
 		if err != nil || !strings.Contains(out, `"expires": "`+expires+`"`) || !strings.Contains(out, `"expired": false`) {
 			t.Fatalf("add with --expires: %v %s", err, out)
 		}
+		_, carolPub := MustKeyFiles(t, dir, "carol")
+		if out, err := keysctl(t, ctl, "account", "create", "carol", "--key", carolPub, "--expires", expires); err != nil || !strings.Contains(out, `"expires": "`+expires+`"`) {
+			t.Errorf("account create with --expires: %v %s", err, out)
+		}
 		_, late := MustKeyFiles(t, dir, "bob-late")
 		past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 		if out, err := keysctl(t, ctl, "key", "add", "bob", late, "--expires", past); err == nil || !strings.Contains(err.Error(), "expires must be in the future") {

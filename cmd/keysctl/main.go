@@ -33,7 +33,7 @@ func main() {
 const usage = `keysctl: operate infrakeys
 
 Usage:
-  keysctl [connection flags] account create LOGIN [--operator] [--key FILE.pub] [--name NAME]
+  keysctl [connection flags] account create LOGIN [--operator] [--key FILE.pub] [--name NAME] [--expires RFC3339-TIME]
   keysctl [connection flags] account get LOGIN
   keysctl [connection flags] account policy LOGIN [--require-attested-keys] [--require-attested-signing] [--require-multifactor-signing]
                              [--require-attested-certificates] [--certificate-principal P]... [--certificate-max-validity 8h]

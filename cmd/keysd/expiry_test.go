@@ -99,6 +99,34 @@ func TestKeyExpiresInput(t *testing.T) {
 		}
 	})
 
+	t.Run("OperatorAccountCreate", func(t *testing.T) {
+		for _, tc := range []struct {
+			name    string
+			body    map[string]any
+			message string
+		}{
+			{"ErrPast", map[string]any{"login": "carol", "key": AuthorizedKey(t, MustKey(t), ""), "expires": past}, "expires must be in the future"},
+			{"ErrNoKey", map[string]any{"login": "carol", "expires": future}, "expires needs a key"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := k.Admin.Do(t, "POST", "/--admin/accounts", tc.body)
+				if code, msg := r.ErrorBody(t); r.StatusCode != http.StatusConflict || code != "InvalidArgument" || !strings.Contains(msg, tc.message) {
+					t.Errorf("%d %s %q, want 409 InvalidArgument %q", r.StatusCode, code, msg, tc.message)
+				}
+			})
+		}
+		if r := k.Admin.Do(t, "GET", "/--admin/accounts/carol", nil); r.StatusCode != http.StatusNotFound {
+			t.Errorf("a refused account exists: %d %s", r.StatusCode, r.Body)
+		}
+		var acct struct {
+			Keys []struct{ Expires string }
+		}
+		k.Admin.MustOK(t, http.StatusCreated, "POST", "/--admin/accounts", map[string]any{"login": "carol", "key": AuthorizedKey(t, MustKey(t), ""), "expires": future}).JSON(t, &acct)
+		if len(acct.Keys) != 1 || acct.Keys[0].Expires != future {
+			t.Errorf("created account's keys %+v, want one expiring at %s", acct.Keys, future)
+		}
+	})
+
 	t.Run("LM", func(t *testing.T) {
 		for _, tc := range []struct {
 			name    string
