@@ -36,7 +36,8 @@ func checkExpires(expires *time.Time, m Meta) error {
 		return nil
 	}
 	if !expires.After(eventTime(m)) {
-		return Errorf(EINVALID, "%s must be in the future: %s has passed", FieldExpires, expires.UTC().Format(time.RFC3339))
+		// The time is not repeated: LM's errors never echo what was sent.
+		return Errorf(EINVALID, "%s must be in the future", FieldExpires)
 	}
 	return nil
 }
