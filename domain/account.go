@@ -114,6 +114,15 @@ func (a *Account) GrantOperator(m Meta) []Event {
 // then to its fingerprint, as CloudAPI does. Within an account both names and
 // fingerprints are unique.
 func (a *Account) CreateKey(name string, key *PublicKey, att *Attestation, m Meta) (Event, error) {
+	return a.CreateExpiringKey(name, key, att, nil, m)
+}
+
+// CreateExpiringKey decides adding key to a as CreateKey does, expiring
+// at expires (nil: never), which must be after the command's time.
+func (a *Account) CreateExpiringKey(name string, key *PublicKey, att *Attestation, expires *time.Time, m Meta) (Event, error) {
+	if err := checkExpires(expires, m); err != nil {
+		return Event{}, err
+	}
 	if a.Policy.RequireAttestedKeys && att == nil {
 		return Event{}, Errorf(EFORBIDDEN, "account policy requireAttestedKeys: account %s accepts only hardware-attested keys", a.Login)
 	}
@@ -139,6 +148,7 @@ func (a *Account) CreateKey(name string, key *PublicKey, att *Attestation, m Met
 		Type:              key.Type,
 		Bits:              key.Bits,
 		Attestation:       att,
+		Expires:           expires,
 	}, m), nil
 }
 

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"time"
 )
 
 // AccountRepository loads accounts and appends their events. Append is
@@ -22,6 +23,15 @@ type AccountService struct {
 // CreateAccount creates an account with, optionally, its first key, in one
 // atomic append.
 func (s *AccountService) CreateAccount(ctx context.Context, login string, operator bool, keyName string, key *PublicKey, m Meta) (*Account, error) {
+	return s.CreateAccountExpiring(ctx, login, operator, keyName, key, nil, m)
+}
+
+// CreateAccountExpiring creates an account as CreateAccount does, its
+// first key expiring at expires (nil: never).
+func (s *AccountService) CreateAccountExpiring(ctx context.Context, login string, operator bool, keyName string, key *PublicKey, expires *time.Time, m Meta) (*Account, error) {
+	if key == nil && expires != nil {
+		return nil, Errorf(EINVALID, "%s needs a key: it is the expiry of the account's first key", FieldExpires)
+	}
 	return s.run(ctx, login, nil, func(a *Account) ([]Event, error) {
 		evs, err := CreateAccount(a, login, operator, m)
 		if err != nil || key == nil {
@@ -31,7 +41,7 @@ func (s *AccountService) CreateAccount(ctx context.Context, login string, operat
 		if err != nil {
 			return nil, err
 		}
-		ev, err := created.CreateKey(keyName, key, nil, m)
+		ev, err := created.CreateExpiringKey(keyName, key, nil, expires, m)
 		if err != nil {
 			return nil, err
 		}
@@ -75,11 +85,17 @@ func (s *AccountService) EnsureOperator(ctx context.Context, login string, key *
 // it (see Execute); the command then starts from it instead of loading the
 // account again.
 func (s *AccountService) CreateKey(ctx context.Context, login string, loaded *Account, name string, key *PublicKey, att *Attestation, m Meta) (*AccountKey, error) {
+	return s.CreateExpiringKey(ctx, login, loaded, name, key, att, nil, m)
+}
+
+// CreateExpiringKey adds key to the account login as CreateKey does,
+// expiring at expires (nil: never).
+func (s *AccountService) CreateExpiringKey(ctx context.Context, login string, loaded *Account, name string, key *PublicKey, att *Attestation, expires *time.Time, m Meta) (*AccountKey, error) {
 	acct, err := s.run(ctx, login, loaded, func(a *Account) ([]Event, error) {
 		if a == nil {
 			return nil, Errorf(ENOTFOUND, "%s does not exist", login)
 		}
-		ev, err := a.CreateKey(name, key, att, m)
+		ev, err := a.CreateExpiringKey(name, key, att, expires, m)
 		if err != nil {
 			return nil, err
 		}

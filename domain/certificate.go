@@ -151,6 +151,9 @@ func (a *Account) PlanUserCertificate(ref string, req CertRequest, now time.Time
 	if k == nil {
 		return nil, nil, Errorf(ENOTFOUND, "%s does not exist", ref)
 	}
+	if k.ExpiredAt(now) {
+		return nil, nil, expiredError("key "+k.Name, k.Expires)
+	}
 	if a.Policy.RequireAttestedCertificates && k.Attestation == nil {
 		return nil, nil, Errorf(EFORBIDDEN, "account policy requireAttestedCertificates: only hardware-attested keys get certificates, and %s is not attested", k.Name)
 	}
@@ -179,6 +182,9 @@ func (a *Account) PlanUserCertificate(ref string, req CertRequest, now time.Time
 	after, before, err := certValidity(req, now, min(DefaultUserCertValidity, a.MaxCertValidity()), a.MaxCertValidity(),
 		"account "+a.Login+"'s policy (certificateMaxValidity)")
 	if err != nil {
+		return nil, nil, err
+	}
+	if before, err = capAtExpiry(after, before, k.Expires); err != nil {
 		return nil, nil, err
 	}
 	opts := map[string]string{}
@@ -231,6 +237,9 @@ func (in *Instance) PlanHostCertificate(name string, req CertRequest, now time.T
 	if k == nil {
 		return nil, nil, Errorf(ENOTFOUND, "instance %s has no key %s", in.ID, name)
 	}
+	if k.ExpiredAt(now) {
+		return nil, nil, expiredError("infrastructure key "+k.Name, k.Expires)
+	}
 	if req.ForceCommand != "" || req.SourceAddress != "" || len(req.Extensions) > 0 {
 		return nil, nil, Errorf(EINVALID, "host certificates carry no options or extensions")
 	}
@@ -256,6 +265,9 @@ func (in *Instance) PlanHostCertificate(name string, req CertRequest, now time.T
 	}
 	after, before, err := certValidity(req, now, DefaultHostCertValidity, MaxHostCertValidity, "the host certificate policy")
 	if err != nil {
+		return nil, nil, err
+	}
+	if before, err = capAtExpiry(after, before, k.Expires); err != nil {
 		return nil, nil, err
 	}
 	return &ssh.Certificate{
@@ -369,4 +381,17 @@ func applyCertificateEvent(acct *Account, e Event) error {
 		}
 	}
 	return nil
+}
+
+// capAtExpiry returns before, the end of a certificate's validity, or the
+// expiry of its key if that comes first: a certificate must not let a key
+// in after the key itself expired. after is the start of its validity.
+func capAtExpiry(after, before time.Time, expires *time.Time) (time.Time, error) {
+	if expires == nil || before.Before(*expires) {
+		return before, nil
+	}
+	if !after.Before(*expires) {
+		return before, Errorf(EINVALID, "validAfter must be before the key expires (%s)", expires.UTC().Format(time.RFC3339))
+	}
+	return expires.UTC(), nil
 }

@@ -102,6 +102,8 @@ type NewInfraKey struct {
 	Description string
 	Pair        *KeyPair
 	Sealed      *SealedSecret
+	// Expires is when the key expires by itself; nil: never.
+	Expires *time.Time
 }
 
 func (n NewInfraKey) payload() KeyCreated {
@@ -115,6 +117,7 @@ func (n NewInfraKey) payload() KeyCreated {
 		Type:              n.Pair.Type,
 		Bits:              n.Pair.Bits,
 		SealedPrivateKey:  n.Sealed,
+		Expires:           n.Expires,
 	}
 }
 
@@ -142,12 +145,18 @@ func (s *SharedKey) CreateShared(n NewInfraKey, m Meta) (Event, error) {
 	if s.Key != nil {
 		return Event{}, Errorf(ECONFLICT, "infrastructure key %s already exists", n.Name)
 	}
+	if err := checkExpires(n.Expires, m); err != nil {
+		return Event{}, err
+	}
 	return NewEvent(SharedOwner(n.Name), n.payload(), m), nil
 }
 
 // Update decides replacing a shared key's description and, when pair is
-// not nil, its halves (sealed is the new private half, nil if none).
-func (s *SharedKey) Update(description string, pair *KeyPair, sealed *SealedSecret, m Meta) (Event, error) {
+// not nil, its halves (sealed is the new private half, nil if none), and,
+// when expires is not nil, its expiry. An expired key is not updated: its
+// KeyExpired is final (the revocation list holds it), so it is deleted and
+// created again instead.
+func (s *SharedKey) Update(description string, pair *KeyPair, sealed *SealedSecret, expires *time.Time, m Meta) (Event, error) {
 	if s.Key == nil {
 		return Event{}, Errorf(ENOTFOUND, "infrastructure key %s does not exist", s.Name)
 	}
@@ -155,10 +164,20 @@ func (s *SharedKey) Update(description string, pair *KeyPair, sealed *SealedSecr
 		return Event{}, Errorf(EINVALID, "description must be at most %d bytes", maxDescriptionLen)
 	}
 	k := s.Key
+	if k.ExpiredAt(eventTime(m)) {
+		return Event{}, expiredError("infrastructure key "+k.Name, k.Expires)
+	}
+	if err := checkExpires(expires, m); err != nil {
+		return Event{}, err
+	}
+	if expires == nil {
+		expires = k.Expires
+	}
 	p := KeyCreated{
 		ID: k.ID, Name: k.Name, Description: description,
 		Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256,
 		Key: k.PublicKey, Type: k.Type, Bits: k.Bits, SealedPrivateKey: k.PrivateKey,
+		Expires: expires,
 	}
 	if pair != nil {
 		p.Fingerprint, p.FingerprintSHA256 = pair.Fingerprint, pair.FingerprintSHA256
@@ -179,6 +198,8 @@ type SharedKeyChange struct {
 	// PublicKey is a new public half sent alone (without a private half
 	// or a pair to generate): it must be the stored private half's.
 	PublicKey string
+	// Expires is the key's new expiry, if any; nil keeps the one it has.
+	Expires *time.Time
 }
 
 // checkName refuses renaming the key name.
@@ -234,7 +255,7 @@ func (s *SharedKey) Change(c SharedKeyChange, pair *KeyPair, sealed *SealedSecre
 	if pair != nil && k.PrivateKey != nil && (sealed == nil || sealed.SecretID != k.PrivateKey.SecretID) {
 		replaced = k.PrivateKey
 	}
-	ev, err := s.Update(desc, pair, sealed, m)
+	ev, err := s.Update(desc, pair, sealed, c.Expires, m)
 	if err != nil {
 		return Event{}, nil, err
 	}

@@ -101,8 +101,18 @@ func discardFailed(ctx context.Context, sealer Sealer, sealed *SealedSecret, err
 
 // CreateShared creates a key in the shared pool.
 func (s *InfraKeyService) CreateShared(ctx context.Context, name, description string, km KeyMaterial, m Meta) (*InfraKey, error) {
-	n := NewInfraKey{ID: ulid.Make().String(), Name: name, Description: description}
+	return s.CreateExpiringShared(ctx, name, description, km, nil, m)
+}
+
+// CreateExpiringShared creates a key in the shared pool, as CreateShared
+// does, that expires at expires (nil: never).
+func (s *InfraKeyService) CreateExpiringShared(ctx context.Context, name, description string, km KeyMaterial, expires *time.Time, m Meta) (*InfraKey, error) {
+	n := NewInfraKey{ID: ulid.Make().String(), Name: name, Description: description, Expires: expires}
 	if err := validateNewInfraKey(n); err != nil {
+		return nil, err
+	}
+	// Refused before anything is generated or sealed for it.
+	if err := checkExpires(expires, m); err != nil {
 		return nil, err
 	}
 	pair, err := km.pair(name)
@@ -124,11 +134,12 @@ func (s *InfraKeyService) CreateShared(ctx context.Context, name, description st
 	return st.Key, nil
 }
 
-// UpdateShared replaces a shared key's description (when not nil) and, when
-// km has a half, its halves. id and newName, when not empty, must be the
-// key's own: LM's CLI sends the whole object back.
-func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName string, description *string, km KeyMaterial, m Meta) (*InfraKey, error) {
-	change := SharedKeyChange{ID: id, Name: newName, Description: description, PublicKey: km.PublicKey}
+// UpdateShared replaces a shared key's description (when not nil), its
+// expiry (when expires is not nil) and, when km has a half, its halves.
+// id and newName, when not empty, must be the key's own: LM's CLI sends
+// the whole object back.
+func (s *InfraKeyService) UpdateShared(ctx context.Context, name, id, newName string, description *string, expires *time.Time, km KeyMaterial, m Meta) (*InfraKey, error) {
+	change := SharedKeyChange{ID: id, Name: newName, Description: description, PublicKey: km.PublicKey, Expires: expires}
 	if err := change.checkName(name); err != nil {
 		return nil, err
 	}
@@ -339,6 +350,12 @@ func (s *InfraKeyService) RevealPrivate(ctx context.Context, k *InfraKey, purpos
 			if now == nil {
 				return nil, gone
 			}
+			// An expired key's private half is not released: whoever
+			// holds it could still reach what trusts the key until the
+			// revocation list arrives there.
+			if now.ExpiredAt(eventTime(m)) {
+				return nil, expiredError("infrastructure key "+now.Name, now.Expires)
+			}
 			cur = now
 			if now.PrivateKey == nil {
 				return nil, nil
@@ -397,7 +414,7 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 	}
 	found := map[string]*InfraKey{}
 	seen := map[string]bool{}
-	var missing, public, unnamed []string
+	var missing, public, expired, unnamed []string
 	for sec, section := range props {
 		for p, v := range section {
 			name, ok := keyProperty(v)
@@ -425,6 +442,8 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 				missing = append(missing, name)
 			case k.PrivateKey == nil:
 				public = append(public, name)
+			case k.ExpiredAt(eventTime(m)):
+				expired = append(expired, name)
 			default:
 				found[name] = k
 			}
@@ -436,9 +455,10 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 		sort.Strings(unnamed)
 		return nil, Errorf(EINVALID, "cannot substitute key properties: %s must name a key in value, as a non-empty string (quote a numeric name in YAML)", strings.Join(unnamed, ", "))
 	}
-	if len(missing) > 0 || len(public) > 0 {
+	if len(missing) > 0 || len(public) > 0 || len(expired) > 0 {
 		sort.Strings(missing)
 		sort.Strings(public)
+		sort.Strings(expired)
 		var parts []string
 		if len(missing) > 0 {
 			parts = append(parts, "no infrastructure key named "+strings.Join(missing, ", "))
@@ -446,9 +466,16 @@ func (s *InfraKeyService) Substitute(ctx context.Context, props map[string]map[s
 		if len(public) > 0 {
 			parts = append(parts, "no private half in "+strings.Join(public, ", "))
 		}
+		if len(expired) > 0 {
+			parts = append(parts, "expired: "+strings.Join(expired, ", ")+" (an expired key's private half is not released)")
+		}
 		code := ENOTFOUND
-		if len(missing) == 0 {
+		switch {
+		case len(missing) > 0:
+		case len(public) > 0:
 			code = EINVALID
+		default:
+			code = ECONFLICT
 		}
 		return nil, Errorf(code, "cannot substitute key properties: %s", strings.Join(parts, "; "))
 	}

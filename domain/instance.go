@@ -44,6 +44,9 @@ func (in *Instance) AddKey(n NewInfraKey, m Meta) (Event, error) {
 	if in.FindKey(n.Name) != nil {
 		return Event{}, Errorf(ECONFLICT, "instance %s already has a key named %s", in.ID, n.Name)
 	}
+	if err := checkExpires(n.Expires, m); err != nil {
+		return Event{}, err
+	}
 	return NewEvent(InstanceOwner(in.ID), n.payload(), m), nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -50,6 +51,7 @@ const (
 	ReasonDuplicateName   = "duplicate-name"   // the name holds another key
 	ReasonInstanceRemoved = "instance-removed" // the instance is gone
 	ReasonInvalidInstance = "invalid-instance" // no valid instance id
+	ReasonInvalidExpiry   = "invalid-expiry"   // expires does not parse, or has passed
 )
 
 // KeyRejected is the outcome of a driver key that was not created. It
@@ -120,6 +122,24 @@ type DriverKey struct {
 	PublicKey   string `json:"publicKey,omitempty"`
 	PrivateKey  string `json:"privateKey,omitempty"`
 	Scope       string `json:"scope,omitempty"`
+	// Expires is when the key expires by itself, RFC 3339; empty: never.
+	Expires string `json:"expires,omitempty"`
+	// expires is Expires parsed (checkExpires).
+	expires *time.Time
+}
+
+// checkExpires parses k's expiry and refuses one that has passed at the
+// time of the command m describes.
+func (k *DriverKey) checkExpires(m Meta) error {
+	if k.Expires == "" {
+		return nil
+	}
+	t, err := ParseExpires(k.Expires)
+	if err != nil {
+		return err
+	}
+	k.expires = t
+	return checkExpires(t, m)
 }
 
 // ParseDriverKey reads an intake message body for instance instanceID (the
@@ -287,6 +307,11 @@ func (s *IntakeService) AddKey(ctx context.Context, intakeID, instanceID string,
 	if err != nil {
 		return s.reject(ctx, intakeID, DriverKey{InstanceID: instanceID}, reasonFor(err), ErrorMessage(err), m)
 	}
+	// Judged against the time the message is processed: a message kept
+	// while keysd was down may come to an expiry that has passed.
+	if err := dk.checkExpires(m); err != nil {
+		return s.reject(ctx, intakeID, dk, ReasonInvalidExpiry, ErrorMessage(err), m)
+	}
 	pair, err := ParseKeyPair(dk.PublicKey, dk.PrivateKey)
 	if err != nil {
 		return s.reject(ctx, intakeID, dk, reasonFor(err), ErrorMessage(err), m)
@@ -352,7 +377,7 @@ func judgeSharedKey(st *SharedKey, intakeID string, dk DriverKey, fp string) int
 // addInstance adds driver key dk to its instance, starting from loaded,
 // the instance as the message's processing already read it.
 func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk DriverKey, pair *KeyPair, loaded *Snapshot[*Instance], m Meta) (IntakeOutcome, error) {
-	n := NewInfraKey{ID: newID(), Name: dk.Name, Description: dk.Description, Pair: pair}
+	n := NewInfraKey{ID: newID(), Name: dk.Name, Description: dk.Description, Pair: pair, Expires: dk.expires}
 	var v intakeVerdict
 	var created *Event
 	_, err := Execute(ctx, Instances(s.Repo), InstanceOwner(dk.InstanceID), loaded, func(in *Instance) ([]Event, error) {
@@ -375,7 +400,7 @@ func (s *IntakeService) addInstance(ctx context.Context, intakeID string, dk Dri
 
 // addShared adds driver key dk to the shared pool.
 func (s *IntakeService) addShared(ctx context.Context, intakeID string, dk DriverKey, pair *KeyPair, m Meta) (IntakeOutcome, error) {
-	n := NewInfraKey{ID: newID(), Name: dk.Name, Description: dk.Description, Pair: pair}
+	n := NewInfraKey{ID: newID(), Name: dk.Name, Description: dk.Description, Pair: pair, Expires: dk.expires}
 	var v intakeVerdict
 	var created *Event
 	_, err := Execute(ctx, SharedKeys(s.Repo), SharedOwner(dk.Name), nil, func(st *SharedKey) ([]Event, error) {

@@ -3,6 +3,7 @@ package http
 import (
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -17,23 +18,24 @@ type accountView struct {
 	Keys     []keyView     `json:"keys"`
 }
 
-func (s *Server) viewAccount(a *domain.Account) accountView {
+// viewAccount shows a as it is at now (keys expired by then show so).
+func (s *Server) viewAccount(a *domain.Account, now time.Time) accountView {
 	out := accountView{Login: a.Login, Operator: a.Operator, Policy: a.Policy, Keys: []keyView{}}
 	for i := range a.Keys {
-		out.Keys = append(out.Keys, s.viewKey(a.Login, &a.Keys[i]))
+		out.Keys = append(out.Keys, s.viewKey(a.Login, &a.Keys[i], now))
 	}
 	return out
 }
 
 // handleAccountCreate serves POST /--admin/accounts: an operator creates an
 // account and, optionally, its first key, in one atomic step.
-// Body: {"login", "operator"?, "key"?, "name"?}.
+// Body: {"login", "operator"?, "key"?, "name"?, "expires"?}.
 func (s *Server) handleAccountCreate(c echo.Context) error {
 	in, err := cloudAPIBody(c)
 	if err != nil {
 		return err
 	}
-	if err := in.only("login", "operator", "key", "name"); err != nil {
+	if err := in.only("login", "operator", "key", "name", domain.FieldExpires); err != nil {
 		return err
 	}
 	login, _, err := in.str("login")
@@ -61,12 +63,16 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	a, err := s.cfg.Accounts.CreateAccount(c.Request().Context(), login, operator, name, key, s.meta(c))
+	expires, err := expiresOf(in)
+	if err != nil {
+		return err
+	}
+	a, err := s.cfg.Accounts.CreateAccountExpiring(c.Request().Context(), login, operator, name, key, expires, s.meta(c))
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set("Location", "/--admin/accounts/"+url.PathEscape(a.Login))
-	return writeJSON(c, http.StatusCreated, s.viewAccount(a))
+	return writeJSON(c, http.StatusCreated, s.viewAccount(a, s.cfg.Now()))
 }
 
 // handleAccountGet serves GET /--admin/accounts/:login.
@@ -79,7 +85,7 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 	if a == nil {
 		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", login)
 	}
-	return writeJSON(c, http.StatusOK, s.viewAccount(a))
+	return writeJSON(c, http.StatusOK, s.viewAccount(a, s.cfg.Now()))
 }
 
 // handleAccountPolicy serves PUT /--admin/accounts/:login/policy: the whole
@@ -114,7 +120,7 @@ func (s *Server) handleAccountPolicy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, s.viewAccount(a))
+	return writeJSON(c, http.StatusOK, s.viewAccount(a, s.cfg.Now()))
 }
 
 // handleProjectionList serves GET /--admin/projections: the names of the

@@ -118,6 +118,12 @@ func (s *Server) verifySignature(c echo.Context) (*principal, error) {
 		}
 		s.verified.add(id, date.Add(s.cfg.ClockSkew), s.cfg.Now())
 	}
+	// Said plainly, not vaguely: only the holder of the key, who just
+	// proved it with the signature, learns that it expired.
+	if key.ExpiredAt(s.cfg.Now()) {
+		s.log.Info("authentication refused", "requestId", requestID(c), "reason", "key expired", "keyId", params.KeyID)
+		return nil, domain.Errorf(domain.EUNAUTHENTICATED, "key %s has expired; sign with another key", key.Name)
+	}
 	if err := acct.CheckSigningKey(key); err != nil {
 		return nil, err
 	}

@@ -12,28 +12,41 @@ import (
 )
 
 // keyView is a key as CloudAPI shows it. attested and multifactor appear
-// only for attested keys.
+// only for attested keys; expires and expired only for keys that expire.
 type keyView struct {
-	Name              string   `json:"name"`
-	Fingerprint       string   `json:"fingerprint"`
-	FingerprintSHA256 string   `json:"fingerprintSHA256"`
-	Key               string   `json:"key"`
-	Attested          bool     `json:"attested,omitempty"`
-	Multifactor       []string `json:"multifactor,omitzero"`
+	Name              string     `json:"name"`
+	Fingerprint       string     `json:"fingerprint"`
+	FingerprintSHA256 string     `json:"fingerprintSHA256"`
+	Key               string     `json:"key"`
+	Attested          bool       `json:"attested,omitempty"`
+	Multifactor       []string   `json:"multifactor,omitzero"`
+	Expires           *time.Time `json:"expires,omitempty"`
+	Expired           *bool      `json:"expired,omitempty"`
 	// LastUsed is when the key last authenticated a request, to within
 	// the last-use precision; absent when never.
 	LastUsed *time.Time `json:"lastUsed,omitempty"`
 }
 
-// viewKey shows k, a key of account login.
-func (s *Server) viewKey(login string, k *domain.AccountKey) keyView {
+// viewKey shows k, a key of account login, as it is at now: expired from
+// its expiry on, even before its KeyExpired is recorded.
+func (s *Server) viewKey(login string, k *domain.AccountKey, now time.Time) keyView {
 	v := keyView{Name: k.Name, Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Key: k.Key,
 		LastUsed: domain.LastUsed(s.cfg.Uses, k.UseID(login))}
 	if k.Attestation != nil {
 		v.Attested = true
 		v.Multifactor = append([]string{}, k.Attestation.Multifactor...)
 	}
+	v.Expires, v.Expired = expiryView(k.Expires, k.ExpiredAt(now))
 	return v
+}
+
+// expiryView is how every surface shows a key's expiry: nothing for a key
+// that never expires.
+func expiryView(expires *time.Time, expired bool) (*time.Time, *bool) {
+	if expires == nil && !expired {
+		return nil, nil
+	}
+	return expires, &expired
 }
 
 // targetAccount resolves :login ("my" is the signer) and loads it. Another
@@ -67,7 +80,7 @@ func (s *Server) handleKeyList(c echo.Context) error {
 	}
 	out := make([]keyView, 0, len(a.Keys))
 	for i := range a.Keys {
-		out = append(out, s.viewKey(a.Login, &a.Keys[i]))
+		out = append(out, s.viewKey(a.Login, &a.Keys[i], s.cfg.Now()))
 	}
 	return writeJSON(c, http.StatusOK, out)
 }
@@ -86,7 +99,7 @@ func (s *Server) handleKeyGet(c echo.Context) error {
 	if k == nil {
 		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
 	}
-	return writeJSON(c, http.StatusOK, s.viewKey(a.Login, k))
+	return writeJSON(c, http.StatusOK, s.viewKey(a.Login, k, s.cfg.Now()))
 }
 
 // handleKeyCreate serves POST /:login/keys (CreateKey), validating in
@@ -125,12 +138,16 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := s.cfg.Accounts.CreateKey(c.Request().Context(), a.Login, a, name, key, att, s.meta(c))
+	expires, err := expiresOf(in)
+	if err != nil {
+		return err
+	}
+	k, err := s.cfg.Accounts.CreateExpiringKey(c.Request().Context(), a.Login, a, name, key, att, expires, s.meta(c))
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set("Location", "/"+encodeURIComponent(a.Login)+"/keys/"+encodeURIComponent(k.Fingerprint))
-	return writeJSON(c, http.StatusCreated, s.viewKey(a.Login, k))
+	return writeJSON(c, http.StatusCreated, s.viewKey(a.Login, k, s.cfg.Now()))
 }
 
 // handleKeyDelete serves DELETE /:login/keys/:key (DeleteKey). Deleting the
@@ -147,6 +164,16 @@ func (s *Server) handleKeyDelete(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// expiresOf reads the optional expiry of a new key: an RFC 3339 time
+// (the decision refuses one that has passed).
+func expiresOf(in fields) (*time.Time, error) {
+	text, ok, err := in.str(domain.FieldExpires)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return domain.ParseExpires(text)
 }
 
 // keyParam returns :key decoded: names and fingerprints arrive

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,18 +26,25 @@ type infraKeyView struct {
 	FingerprintSHA256 string `json:"fingerprintSHA256"`
 	Scope             string `json:"scope"`
 	InstanceID        string `json:"instanceId,omitempty"`
+	// Expires and Expired appear only for keys that expire.
+	Expires *time.Time `json:"expires,omitempty"`
+	Expired *bool      `json:"expired,omitempty"`
 	// LastUsed is when the key's private half was last released (read
 	// or substituted), to within the last-use precision; absent when
 	// never.
 	LastUsed *time.Time `json:"lastUsed,omitempty"`
 }
 
-func (s *Server) viewInfraKey(k *domain.InfraKey) infraKeyView {
-	return infraKeyView{
+// viewInfraKey shows k as it is at now: expired from its expiry on, even
+// before its KeyExpired is recorded.
+func (s *Server) viewInfraKey(k *domain.InfraKey, now time.Time) infraKeyView {
+	v := infraKeyView{
 		ID: k.ID, Name: k.Name, Description: k.Description, PublicKey: k.PublicKey,
 		Fingerprint: k.Fingerprint, FingerprintSHA256: k.FingerprintSHA256, Scope: k.Scope, InstanceID: k.InstanceID,
 		LastUsed: domain.LastUsed(s.cfg.Uses, k.UseID()),
 	}
+	v.Expires, v.Expired = expiryView(k.Expires, k.ExpiredAt(now))
+	return v
 }
 
 // includePrivate reads ?includePrivateKey and checks the caller may.
@@ -57,22 +65,31 @@ func includePrivate(c echo.Context) (bool, error) {
 
 // views renders keys, revealing private halves when include is set (each
 // reveal is audited, and shows the key as revealed: it may have changed
-// since it was listed). A key deleted meanwhile is left out.
-func (s *Server) views(c echo.Context, keys []domain.InfraKey, include bool) ([]infraKeyView, error) {
+// since it was listed). A key deleted meanwhile is left out. An expired
+// key's private half is not released (RevealPrivate): asked for one key,
+// that is refused (single); in a list, the key is shown without it, with
+// "expired": true, rather than the whole list refused.
+func (s *Server) views(c echo.Context, keys []domain.InfraKey, include, single bool) ([]infraKeyView, error) {
+	now := s.cfg.Now()
 	out := make([]infraKeyView, 0, len(keys))
 	for i := range keys {
-		if !include {
-			out = append(out, s.viewInfraKey(&keys[i]))
+		if !include || (!single && keys[i].ExpiredAt(now)) {
+			out = append(out, s.viewInfraKey(&keys[i], now))
 			continue
 		}
 		k, pem, err := s.cfg.InfraKeys.RevealPrivate(c.Request().Context(), &keys[i], domain.PurposeInclude, s.meta(c))
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			continue
 		}
+		if !single && errors.Is(err, domain.ErrKeyExpired) {
+			// It expired since the check above.
+			out = append(out, s.viewInfraKey(&keys[i], s.cfg.Now()))
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		v := s.viewInfraKey(k)
+		v := s.viewInfraKey(k, now)
 		v.PrivateKey = string(pem)
 		out = append(out, v)
 	}
@@ -96,8 +113,8 @@ func keyMaterial(in fields) (domain.KeyMaterial, error) {
 }
 
 // handleSharedCreate serves POST /api/resource-manager/infrastructure-keys/shared.
-// Body: {name, description?, publicKey?, privateKey?} or {name,
-// description?, generate: "ed25519"|"rsa-3072"|"rsa-4096"|"ecdsa-p256"|"ecdsa-p384"}.
+// Body: {name, description?, expires?, publicKey?, privateKey?} or {name,
+// description?, expires?, generate: "ed25519"|"rsa-3072"|"rsa-4096"|"ecdsa-p256"|"ecdsa-p384"}.
 func (s *Server) handleSharedCreate(c echo.Context) error {
 	in, err := lmBody(c)
 	if err != nil {
@@ -115,12 +132,16 @@ func (s *Server) handleSharedCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := s.cfg.InfraKeys.CreateShared(c.Request().Context(), name, desc, km, s.meta(c))
+	expires, err := expiresOf(in)
+	if err != nil {
+		return err
+	}
+	k, err := s.cfg.InfraKeys.CreateExpiringShared(c.Request().Context(), name, desc, km, expires, s.meta(c))
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set("Location", lmPrefix+"/shared/"+url.PathEscape(k.Name))
-	return lmWrite(c, http.StatusCreated, s.viewInfraKey(k))
+	return lmWrite(c, http.StatusCreated, s.viewInfraKey(k, s.cfg.Now()))
 }
 
 // handleSharedList serves GET /api/resource-manager/infrastructure-keys/shared,
@@ -156,7 +177,7 @@ func (s *Server) handleSharedList(c echo.Context) error {
 		}
 		c.Response().Header().Set("Link", "<"+lmPrefix+"/shared?"+next.Encode()+`>; rel="next"`)
 	}
-	out, err := s.views(c, keys, include)
+	out, err := s.views(c, keys, include, false)
 	if err != nil {
 		return err
 	}
@@ -190,7 +211,7 @@ func (s *Server) handleSharedGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.views(c, []domain.InfraKey{*k}, include)
+	out, err := s.views(c, []domain.InfraKey{*k}, include, true)
 	if err != nil {
 		return err
 	}
@@ -201,8 +222,9 @@ func (s *Server) handleSharedGet(c echo.Context) error {
 }
 
 // handleSharedUpdate serves PUT /api/resource-manager/infrastructure-keys/shared/:name.
-// Body: {description?, publicKey?, privateKey?, generate?}; LM's CLI also
-// sends id and name, which must be the key's own. Fields left out are kept.
+// Body: {description?, publicKey?, privateKey?, generate?, expires?}; LM's
+// CLI also sends id and name, which must be the key's own. Fields left out
+// are kept.
 func (s *Server) handleSharedUpdate(c echo.Context) error {
 	in, err := lmBody(c)
 	if err != nil {
@@ -224,11 +246,15 @@ func (s *Server) handleSharedUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	expires, err := expiresOf(in)
+	if err != nil {
+		return err
+	}
 	var descPtr *string
 	if hasDesc {
 		descPtr = &desc
 	}
-	if _, err := s.cfg.InfraKeys.UpdateShared(c.Request().Context(), pathParam(c, "name"), id, newName, descPtr, km, s.meta(c)); err != nil {
+	if _, err := s.cfg.InfraKeys.UpdateShared(c.Request().Context(), pathParam(c, "name"), id, newName, descPtr, expires, km, s.meta(c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -254,7 +280,7 @@ func (s *Server) handleInstanceKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.views(c, keys, include)
+	out, err := s.views(c, keys, include, false)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,8 @@
 // requests, event appends, projection lag, the cascade and the driver
 // intake. It implements the observer interfaces of the other packages
 // (http.RequestObserver, bus.AppendObserver, bus.CascadeObserver,
-// bus.IntakeObserver), so they need not know Prometheus.
+// bus.IntakeObserver, bus.ExpiryObserver), so they need not know
+// Prometheus.
 //
 // No label ever holds key material or an unbounded value such as a login,
 // a key name or an instance id: routes are templates, reasons and outcomes
@@ -42,6 +43,7 @@ type Metrics struct {
 	intakeRejected  *prometheus.CounterVec
 	certsIssued     *prometheus.CounterVec
 	certsRevoked    *prometheus.CounterVec
+	keysExpired     prometheus.Counter
 }
 
 // New registers every metric of keysd, the Go runtime's and the process's.
@@ -91,13 +93,17 @@ func New(probes Probes, logger *slog.Logger) *Metrics {
 			Name: "keysd_certificates_revoked_total",
 			Help: "SSH certificates revoked through this replica, by type: user or host.",
 		}, []string{"type"}),
+		keysExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keysd_keys_expired_total",
+			Help: "KeyExpired events this replica's expirer recorded (a key another replica expired first is counted there).",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.requestDuration, m.appendDuration,
 		m.cascadeDeleted, m.cascadeDuration, m.intakeMessages, m.intakeRejected,
-		m.certsIssued, m.certsRevoked,
+		m.certsIssued, m.certsRevoked, m.keysExpired,
 		&probeCollector{probes: probes, logger: logger},
 	)
 	// Every outcome and reason appears from the start, at zero, so a rate
@@ -181,6 +187,12 @@ func (m *Metrics) Cascaded(_ string, deleted int, took time.Duration) {
 	m.cascadeDuration.Observe(took.Seconds())
 }
 
+// KeysExpired implements bus.ExpiryObserver: the expirer calls it with
+// the KeyExpired events it recorded for one owner.
+func (m *Metrics) KeysExpired(n int) {
+	m.keysExpired.Add(float64(n))
+}
+
 // intakeDuplicate labels a message that asked for what was already done
 // (an IntakeDuplicate): it created and removed nothing.
 const intakeDuplicate = "duplicate"
@@ -190,6 +202,7 @@ var outcomes = []string{domain.OutcomeCreated, domain.OutcomeRejected, domain.Ou
 var reasons = []string{
 	domain.ReasonMalformed, domain.ReasonInvalidKey, domain.ReasonMismatch,
 	domain.ReasonDuplicateName, domain.ReasonInstanceRemoved, domain.ReasonInvalidInstance,
+	domain.ReasonInvalidExpiry,
 }
 
 // Intake implements bus.IntakeObserver: the intake consumer calls it once

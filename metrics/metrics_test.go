@@ -19,6 +19,8 @@ func TestLabelsAreBounded(t *testing.T) {
 	m.ObserveRequest("BREW", "", 404, time.Millisecond)
 	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRejected, Reason: domain.ReasonMismatch})
 	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRejected, Reason: "something new"})
+	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRejected, Reason: domain.ReasonInvalidExpiry})
+	m.KeysExpired(3)
 	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeCreated})
 	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeCreated, Duplicate: true})
 	m.Intake(domain.IntakeOutcome{Outcome: domain.OutcomeRemoved, Duplicate: true})
@@ -35,19 +37,23 @@ keysd_http_requests_total{code="404",method="OTHER",route="unmatched"} 1
 # TYPE keysd_intake_messages_total counter
 keysd_intake_messages_total{outcome="created"} 1
 keysd_intake_messages_total{outcome="duplicate"} 2
-keysd_intake_messages_total{outcome="rejected"} 2
+keysd_intake_messages_total{outcome="rejected"} 3
 keysd_intake_messages_total{outcome="removed"} 0
 # HELP keysd_intake_rejections_total Driver intake messages rejected, by reason (docs/events.md, KeyRejected).
 # TYPE keysd_intake_rejections_total counter
 keysd_intake_rejections_total{reason="duplicate-name"} 0
 keysd_intake_rejections_total{reason="instance-removed"} 0
+keysd_intake_rejections_total{reason="invalid-expiry"} 1
 keysd_intake_rejections_total{reason="invalid-instance"} 0
 keysd_intake_rejections_total{reason="invalid-key"} 0
 keysd_intake_rejections_total{reason="malformed"} 0
 keysd_intake_rejections_total{reason="mismatch"} 1
 keysd_intake_rejections_total{reason="other"} 1
+# HELP keysd_keys_expired_total KeyExpired events this replica's expirer recorded (a key another replica expired first is counted there).
+# TYPE keysd_keys_expired_total counter
+keysd_keys_expired_total 3
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "keysd_http_requests_total", "keysd_intake_messages_total", "keysd_intake_rejections_total"); err != nil {
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "keysd_http_requests_total", "keysd_intake_messages_total", "keysd_intake_rejections_total", "keysd_keys_expired_total"); err != nil {
 		t.Error(err)
 	}
 	if got, want := testutil.CollectAndCount(m.Registry(), "keysd_event_append_duration_seconds"), 3; got != want {
@@ -64,7 +70,7 @@ func TestProbes(t *testing.T) {
 			EventLogSize:   func(context.Context) (uint64, uint64, error) { return 42, 21504, nil },
 		}, nil)
 		want := `
-# HELP keysd_cascade_backlog Instance events (InstanceRemoved among them) the cascade consumer has not handled yet.
+# HELP keysd_cascade_backlog Removed instances (CascadeRequested events) whose keys the cascade has not finished deleting.
 # TYPE keysd_cascade_backlog gauge
 keysd_cascade_backlog 7
 # HELP keysd_event_log_bytes Bytes the event log stream stores (on each replica of it).

@@ -69,7 +69,9 @@ func instanceIntakeEntry(id, intakeID string) string {
 }
 
 // entries returns what the event r changes in its instance's entries.
-func entries(r bus.Recorded) (map[string]instanceEntry, error) {
+// prior returns the key an entry holds before r (nil: none, or deleted):
+// a KeyExpired changes a key the event does not carry whole.
+func entries(r bus.Recorded, prior func(entry string) (*domain.InfraKey, error)) (map[string]instanceEntry, error) {
 	id := r.Event.Owner.ID
 	// The domain's apply says what the event means: applied to an empty
 	// instance, it leaves the key it creates and the intake record it
@@ -92,6 +94,22 @@ func entries(r bus.Recorded) (map[string]instanceEntry, error) {
 		}
 		out[instanceKeyEntry(id, p.Name)] = instanceEntry{Seq: r.Seq, Deleted: true}
 	}
+	if r.Event.Type == domain.TypeKeyExpired {
+		var p domain.KeyExpired
+		if err := r.Event.Decode(&p); err != nil {
+			return nil, err
+		}
+		entry := instanceKeyEntry(id, p.Name)
+		k, err := prior(entry)
+		if err != nil {
+			return nil, err
+		}
+		if k != nil {
+			expired := *k
+			expired.Expired = true
+			out[entry] = instanceEntry{Seq: r.Seq, Key: &expired}
+		}
+	}
 	return out, nil
 }
 
@@ -107,6 +125,7 @@ func entries(r bus.Recorded) (map[string]instanceEntry, error) {
 func advanceInstance(base *domain.Instance, rs []bus.Recorded) (*domain.Instance, error) {
 	shell := &domain.Instance{ID: base.ID, Removed: base.Removed, RemovedBy: base.RemovedBy, Version: base.Version, Intake: maps.Clone(base.Intake)}
 	deleted := map[string]bool{}
+	expired := map[string]bool{} // base keys the batch expired
 	var added []domain.InfraKey
 	for _, r := range rs {
 		if r.Seq <= shell.Version {
@@ -126,11 +145,25 @@ func advanceInstance(base *domain.Instance, rs []bus.Recorded) (*domain.Instance
 			deleted[p.Name] = true
 			added = slices.DeleteFunc(added, func(k domain.InfraKey) bool { return k.Name == p.Name })
 		}
+		if r.Event.Type == domain.TypeKeyExpired {
+			var p domain.KeyExpired
+			if err := r.Event.Decode(&p); err != nil {
+				return nil, err
+			}
+			if i := slices.IndexFunc(added, func(k domain.InfraKey) bool { return k.Name == p.Name }); i >= 0 {
+				added[i].Expired = true
+			} else if !deleted[p.Name] {
+				expired[p.Name] = true
+			}
+		}
 		added = append(added, shell.Keys...)
 	}
 	keys := make([]domain.InfraKey, 0, len(base.Keys)+len(added))
 	for _, k := range base.Keys {
 		if !deleted[k.Name] {
+			if expired[k.Name] {
+				k.Expired = true // a copy: base stays as it was
+			}
 			keys = append(keys, k)
 		}
 	}
@@ -253,8 +286,28 @@ func (l *instanceLayout) handle(ctx context.Context, r bus.Recorded) error {
 			return nil
 		}
 		changes := map[string]instanceEntry{}
+		// The key an entry holds so far: as this tail left it, or as
+		// stored (an entry from a later event, written by another
+		// consumer, is kept by putEntry whatever this one computes).
+		prior := func(entry string) (*domain.InfraKey, error) {
+			if e, ok := changes[entry]; ok {
+				return e.Key, nil
+			}
+			cur, err := l.kv.Get(ctx, entry)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, domain.Errorf(domain.EUNAVAILABLE, "read model unavailable: %v", err)
+			}
+			var e instanceEntry
+			if err := json.Unmarshal(cur.Value(), &e); err != nil {
+				return nil, fmt.Errorf("projections: %s: %w", entry, err)
+			}
+			return e.Key, nil
+		}
 		for _, t := range tail {
-			es, err := entries(t)
+			es, err := entries(t, prior)
 			if err != nil {
 				return err
 			}
@@ -363,7 +416,7 @@ func (l *instanceLayout) rebuild(ctx context.Context) (uint64, error) {
 	want := map[string]instanceEntry{}
 	heads := map[string]instanceHead{}
 	last, err := l.log.Replay(ctx, bus.ReplayOptions{Subjects: []string{bus.KindSubjects(domain.OwnerInstance)}}, func(r bus.Recorded) error {
-		es, err := entries(r)
+		es, err := entries(r, func(entry string) (*domain.InfraKey, error) { return want[entry].Key, nil })
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -96,6 +97,21 @@ func TestInstances_PerKeyLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A key of vm-1 expires: its KeyExpired changes a key the event
+	// does not carry whole, so the entry is what the key was before it.
+	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	var temp map[string]any
+	if err := json.Unmarshal(driverKey(t, "temp"), &temp); err != nil {
+		t.Fatal(err)
+	}
+	temp["expires"] = expires.Format(time.RFC3339)
+	body, _ := json.Marshal(temp)
+	if o, err := svc.AddKey(ctx, "vm-1:temp", "vm-1", body, domain.Meta{Actor: "driver"}); err != nil || o.Outcome != domain.OutcomeCreated {
+		t.Fatalf("AddKey = %+v, %v", o, err)
+	}
+	if n, err := (&domain.ExpiryService{InfraKeys: infra}).ExpireDue(ctx, domain.InstanceOwner("vm-1"), expires); err != nil || n != 1 {
+		t.Fatalf("ExpireDue = %d, %v; want 1 KeyExpired", n, err)
+	}
 	if _, err := svc.RemoveInstance(ctx, "vm-2:rm", "vm-2", domain.Meta{}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +126,11 @@ func TestInstances_PerKeyLayout(t *testing.T) {
 		}
 		want[id] = in
 	}
-	if got := len(want["vm-1"].Keys); got != 6 {
-		t.Fatalf("vm-1 has %d keys, want 6", got)
+	if got := len(want["vm-1"].Keys); got != 7 {
+		t.Fatalf("vm-1 has %d keys, want 7", got)
+	}
+	if k := want["vm-1"].FindKey("temp"); k == nil || !k.Expired || k.PublicKey == "" {
+		t.Fatalf("vm-1's key temp after its KeyExpired: %+v", k)
 	}
 	if got := len(want["vm-2"].Keys); got != 0 || !want["vm-2"].Removed {
 		t.Fatalf("vm-2: %d keys, removed %v; want none, removed", got, want["vm-2"].Removed)
@@ -136,8 +155,8 @@ func TestInstances_PerKeyLayout(t *testing.T) {
 			t.Errorf("%s holds %d keys", k, n)
 		}
 	}
-	if keyEntries != 6 {
-		t.Errorf("vm-1 has %d key entries, want 6: %v", keyEntries, stored)
+	if keyEntries != 7 {
+		t.Errorf("vm-1 has %d key entries, want 7: %v", keyEntries, stored)
 	}
 
 	load := func(t *testing.T, what string) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/infrakeys/infrakeys/bus"
 	"github.com/infrakeys/infrakeys/domain"
@@ -37,12 +38,29 @@ func TestAdvanceInstance(t *testing.T) {
 		record(in.AddKey(domain.NewInfraKey{ID: fmt.Sprint("id-", name, seq), Name: name, Pair: pair}, m))
 	}
 	del := func(name string) { record(in.DeleteKey(name, m)) }
+	expires := time.Now().Add(time.Hour).Truncate(time.Second)
+	addExpiring := func(name string) {
+		m.CausationID = domain.IntakeCause("add-" + name + fmt.Sprint(seq))
+		record(in.AddKey(domain.NewInfraKey{ID: fmt.Sprint("id-", name, seq), Name: name, Pair: pair, Expires: &expires}, m))
+	}
+	expire := func() {
+		for _, e := range in.ExpireKeys(expires, m) {
+			record(e, nil)
+		}
+	}
 	for i := range 6 {
 		add(fmt.Sprint("k", i))
 	}
+	addExpiring("x0")
+	addExpiring("x2")
 	base := len(log)
 	// The batch: deletions of base keys and of its own, a name deleted
-	// and made again, the removal and its cascade.
+	// and made again, expiries of base keys and of its own (one deleted
+	// and made again, without expiry), the removal and its cascade.
+	addExpiring("x1")
+	expire()
+	del("x2")
+	add("x2")
 	del("k1")
 	add("new1")
 	add("k1")

@@ -58,6 +58,7 @@ func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout, std
 	operator := fs.Bool("operator", false, "make the account an operator")
 	keyFile := fs.String("key", "", "OpenSSH public key file: the account's first key")
 	name := fs.String("name", "", "name of the first key (default: its comment)")
+	expires := fs.String("expires", "", "when the first key expires by itself, an RFC 3339 time such as 2030-01-02T15:04:05Z (default: never)")
 	pos, err := parseCommand(fs, args, 1)
 	if err != nil {
 		return err
@@ -70,8 +71,11 @@ func cmdAccountCreate(ctx context.Context, c *client, args []string, stdout, std
 		if *name != "" {
 			body["name"] = *name
 		}
-	} else if *name != "" {
-		return errors.New("--name needs --key")
+		if *expires != "" {
+			body["expires"] = *expires
+		}
+	} else if *name != "" || *expires != "" {
+		return errors.New("--name and --expires need --key")
 	}
 	var out any
 	if err := c.call(ctx, "POST", "/--admin/accounts", body, &out); err != nil {
@@ -121,6 +125,7 @@ func cmdAccountPolicy(ctx context.Context, c *client, args []string, stdout, std
 func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
 	fs := commandFlags("key add")
 	name := fs.String("name", "", "name of the key (default: its comment)")
+	expires := fs.String("expires", "", "when the key expires by itself, an RFC 3339 time such as 2030-01-02T15:04:05Z (default: never)")
 	pos, err := parseCommand(fs, args, 2)
 	if err != nil {
 		return err
@@ -132,6 +137,9 @@ func cmdKeyAdd(ctx context.Context, c *client, args []string, stdout, stderr io.
 	body := map[string]any{"key": key}
 	if *name != "" {
 		body["name"] = *name
+	}
+	if *expires != "" {
+		body["expires"] = *expires
 	}
 	var out any
 	if err := c.call(ctx, "POST", "/"+url.PathEscape(pos[0])+"/keys", body, &out); err != nil {

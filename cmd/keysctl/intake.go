@@ -28,7 +28,8 @@ const intakeUsage = `keysctl driver|manager: speak to keysd's intake as a resour
 
 Usage:
   keysctl driver publish-key INSTANCE --name NAME [--public-key FILE] [--private-key FILE]
-                 [--description TEXT] [--scope instance|shared] [--string-form] [flags]
+                 [--description TEXT] [--scope instance|shared] [--expires TIME]
+                 [--string-form] [flags]
   keysctl driver remove-instance INSTANCE [flags]
   keysctl driver outcome INSTANCE (--msg-id ID | --seq N) [--key-name NAME] [flags]
   keysctl manager remove-instance INSTANCE [flags]
@@ -49,8 +50,11 @@ Key flags:
   --description TEXT   the key's description
   --scope SCOPE        instance (default): the instance's key; shared: a key
                        of the shared pool
+  --expires TIME       when the key expires by itself, an RFC 3339 time such
+                       as 2030-01-02T15:04:05Z (default: never)
   --string-form        send LM's string form <keyName>#<privateKey>#<publicKey>
-                       instead of the JSON object (scope instance, no description)
+                       instead of the JSON object (scope instance, no
+                       description, no expiry)
 
 Message flags:
   --msg-id ID          Nats-Msg-Id (default: keysctl-<ULID>): a message
@@ -95,6 +99,7 @@ func intakeCmd(ctx context.Context, role string, args []string, env *environ, st
 		fs.StringVar(&m.privateKeyFile, "private-key", "", "")
 		fs.StringVar(&m.key.Description, "description", "", "")
 		fs.StringVar(&m.key.Scope, "scope", "", "")
+		fs.StringVar(&m.key.Expires, "expires", "", "")
 		fs.BoolVar(&m.stringForm, "string-form", false, "")
 		fallthrough
 	case "remove-instance":
@@ -195,8 +200,8 @@ func (m *intakeMessage) keyBody() ([]byte, error) {
 		m.key.PrivateKey = string(priv)
 	}
 	if m.stringForm {
-		if m.key.Scope != "" && m.key.Scope != domain.ScopeInstance || m.key.Description != "" {
-			return nil, errors.New("publish-key: the string form carries no --scope shared nor --description; leave out --string-form")
+		if m.key.Scope != "" && m.key.Scope != domain.ScopeInstance || m.key.Description != "" || m.key.Expires != "" {
+			return nil, errors.New("publish-key: the string form carries no --scope shared, --description nor --expires; leave out --string-form")
 		}
 		return []byte(m.key.Name + "#" + m.key.PrivateKey + "#" + m.key.PublicKey), nil
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -106,6 +107,22 @@ func TestDriverAndManagerVerbs(t *testing.T) {
 		}
 		if o := MustOutcome(t, out[:strings.LastIndex(out, "}")+1]); o.Outcome != domain.OutcomeRejected || o.Reason != domain.ReasonInvalidKey {
 			t.Fatalf("outcome %s", out)
+		}
+	})
+	t.Run("publish-key with an expiry", func(t *testing.T) {
+		_, pub := MustKeyFiles(t, dir, "temp")
+		expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
+		out, err := keysctl(t, driver, "driver", "publish-key", "vm-1", "--name", "temp", "--public-key", pub, "--expires", expires)
+		if err != nil || MustOutcome(t, out).Outcome != domain.OutcomeCreated {
+			t.Fatalf("%v: %s", err, out)
+		}
+		past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+		out, err = keysctl(t, driver, "driver", "publish-key", "vm-1", "--name", "late", "--public-key", pub, "--expires", past)
+		if err == nil || !strings.Contains(err.Error(), domain.ReasonInvalidExpiry) {
+			t.Fatalf("a past expiry: %v %s", err, out)
+		}
+		if o := MustOutcome(t, out[:strings.LastIndex(out, "}")+1]); o.Reason != domain.ReasonInvalidExpiry || !strings.Contains(o.Message, "expires must be in the future") {
+			t.Errorf("outcome %s", out)
 		}
 	})
 	t.Run("outcome of a message never sent", func(t *testing.T) {

@@ -196,6 +196,23 @@ func TestFirstRun(t *testing.T) {
 			t.Errorf("list: %v %s", err, out)
 		}
 	})
+	t.Run("KeyAddExpires", func(t *testing.T) {
+		_, temp := MustKeyFiles(t, dir, "bob-temp")
+		expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
+		out, err := keysctl(t, ctl, "key", "add", "bob", temp, "--name", "temp", "--expires", expires)
+		if err != nil || !strings.Contains(out, `"expires": "`+expires+`"`) || !strings.Contains(out, `"expired": false`) {
+			t.Fatalf("add with --expires: %v %s", err, out)
+		}
+		_, carolPub := MustKeyFiles(t, dir, "carol")
+		if out, err := keysctl(t, ctl, "account", "create", "carol", "--key", carolPub, "--expires", expires); err != nil || !strings.Contains(out, `"expires": "`+expires+`"`) {
+			t.Errorf("account create with --expires: %v %s", err, out)
+		}
+		_, late := MustKeyFiles(t, dir, "bob-late")
+		past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+		if out, err := keysctl(t, ctl, "key", "add", "bob", late, "--expires", past); err == nil || !strings.Contains(err.Error(), "expires must be in the future") {
+			t.Errorf("add with a past --expires: %v %s", err, out)
+		}
+	})
 	t.Run("AccountPolicy", func(t *testing.T) {
 		out, err := keysctl(t, ctl, "account", "policy", "bob", "--require-attested-keys")
 		if err != nil || !strings.Contains(out, `"requireAttestedKeys": true`) {

@@ -37,11 +37,11 @@ func main() {
 const usage = `keysctl: operate infrakeys
 
 Usage:
-  keysctl [connection flags] account create LOGIN [--operator] [--key FILE.pub] [--name NAME]
+  keysctl [connection flags] account create LOGIN [--operator] [--key FILE.pub] [--name NAME] [--expires RFC3339-TIME]
   keysctl [connection flags] account get LOGIN
   keysctl [connection flags] account policy LOGIN [--require-attested-keys] [--require-attested-signing] [--require-multifactor-signing]
                              [--require-attested-certificates] [--certificate-principal P]... [--certificate-max-validity 8h]
-  keysctl [connection flags] key add LOGIN FILE.pub [--name NAME]
+  keysctl [connection flags] key add LOGIN FILE.pub [--name NAME] [--expires RFC3339-TIME]
   keysctl [connection flags] key list LOGIN
   keysctl [connection flags] projections rebuild [NAME]
   keysctl [connection flags] token create NAME --roles keys:read,keys:manage,keys:private

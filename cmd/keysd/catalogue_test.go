@@ -47,6 +47,10 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 	admin.MustOK(t, http.StatusCreated, "POST", "/--admin/accounts", map[string]any{"login": "ops", "name": "ops", "key": AuthorizedKey(t, opsKey, "ops")})
 	admin.MustOK(t, http.StatusCreated, "POST", "/alice/keys", map[string]any{"name": "desk", "key": AuthorizedKey(t, MustKey(t), "alice@desk")})
 	admin.MustOK(t, http.StatusNoContent, "DELETE", "/alice/keys/desk", nil)
+	// A key that expires in a few seconds: its KeyExpired is awaited
+	// before the log is read.
+	expires := time.Now().Add(4 * time.Second).UTC().Format(time.RFC3339)
+	admin.MustOK(t, http.StatusCreated, "POST", "/alice/keys", map[string]any{"name": "contractor", "key": AuthorizedKey(t, MustKey(t), "contractor"), "expires": expires})
 	admin.MustOK(t, http.StatusOK, "PUT", "/--admin/accounts/alice/policy", map[string]any{"requireAttestedKeys": true})
 
 	// CA keys: created, rotated, retired; a user certificate signed and
@@ -121,6 +125,19 @@ func MustExerciseEveryType(t *testing.T) []bus.Recorded {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var key struct{ Expired bool }
+		admin.MustOK(t, http.StatusOK, "GET", "/alice/keys/contractor", nil).JSON(t, &key)
+		if key.Expired && len(eventsOf(MustEvents(t, k), domain.TypeKeyExpired)) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no KeyExpired for alice's key contractor")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// ops becomes an operator: keysd starts with it as the bootstrap account.

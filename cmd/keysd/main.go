@@ -183,6 +183,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Write
 			logger.Error("cascade stopped", "err", err)
 		}
 	})
+	expirySvc := &domain.ExpiryService{Accounts: accounts, InfraKeys: infra}
+	workers.Go(func() {
+		if err := bus.ServeExpirer(workCtx, eventLog, expirySvc, met, logger.With("component", "expirer")); err != nil {
+			logger.Error("expirer stopped", "err", err)
+		}
+	})
 	workers.Go(func() {
 		if err := bus.ServeShredder(workCtx, eventLog, infraSvc, logger.With("component", "shredder")); err != nil {
 			logger.Error("shredder stopped", "err", err)
