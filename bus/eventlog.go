@@ -374,14 +374,15 @@ func OwnerFromSubject(subject string) (domain.Owner, error) {
 func Retry(ctx context.Context, f func(context.Context) error) error { return retry(ctx, f) }
 
 // retry runs f with a short per-call timeout until it succeeds, a
-// definitive error comes back, or ctx ends.
+// definitive error comes back, ctx ends, or retryBudget has passed.
 func retry(ctx context.Context, f func(context.Context) error) error {
 	var err error
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		cctx, cancel := withTimeout(ctx)
 		err = f(cctx)
 		cancel()
-		if err == nil || !transient(err) || attempt >= 5 || ctx.Err() != nil {
+		if err == nil || !transient(err) || attempt >= 5 || ctx.Err() != nil || time.Since(start) >= retryBudget {
 			return err
 		}
 		select {
@@ -391,6 +392,12 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 		}
 	}
 }
+
+// retryBudget bounds the time retry keeps trying: long enough for a
+// JetStream leader election (a few seconds), short enough that a request
+// made while NATS is unreachable answers 503 in about 10 s rather than
+// after six timeouts (33 s) a client has long stopped waiting for.
+const retryBudget = 10 * time.Second
 
 // transient reports whether err may go away on its own: no leader yet, no
 // responders during an election, a timeout.
