@@ -76,6 +76,19 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	c := &Conn{Replicas: cfg.Replicas}
 	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if cfg.Logger != nil {
+		// Asynchronous errors (a watch whose consumer the server lost,
+		// a slow consumer) go to keysd's JSON log: nats.go's default
+		// prints them to stderr as plain text.
+		logger := cfg.Logger
+		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			logger.Warn("nats: asynchronous error", "subject", subject, "err", err.Error())
+		}))
+	}
 	url := cfg.URL
 	if url == "" {
 		clean, err := takeCleanStop(cfg.StoreDir)
