@@ -38,8 +38,7 @@ func isExecutable(p string) bool {
 }
 
 // SSHDConfig is what a test sshd is configured with, beyond what every
-// one has (loopback port, no passwords, no PAM, no authorized_keys files,
-// logs on stderr).
+// one has (loopback port, no passwords, no PAM, logs on stderr).
 type SSHDConfig struct {
 	// HostKey is the private host key's PEM; empty: a new ed25519 key.
 	HostKey []byte
@@ -48,6 +47,9 @@ type SSHDConfig struct {
 	HostCertificate string
 	// TrustedUserCAKeys are the user CA public keys, OpenSSH lines.
 	TrustedUserCAKeys string
+	// AuthorizedKeys is an authorized_keys file every user logs in with,
+	// as a host whose copy of the keys is static has; empty: none.
+	AuthorizedKeys string
 	// Extra are more sshd_config lines (RevokedKeys, AuthorizedKeysCommand,
 	// ...).
 	Extra []string
@@ -95,12 +97,16 @@ func StartSSHD(tb testing.TB, cfg SSHDConfig) *SSHD {
 	}
 	_, s.Port, _ = net.SplitHostPort(l.Addr().String())
 	l.Close()
+	authorizedKeysFile := "none"
+	if cfg.AuthorizedKeys != "" {
+		authorizedKeysFile = s.write(tb, "authorized_keys", cfg.AuthorizedKeys)
+	}
 	lines := []string{
 		"Port " + s.Port,
 		"ListenAddress 127.0.0.1",
 		"HostKey " + hostKey,
 		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"AuthorizedKeysFile none",
+		"AuthorizedKeysFile " + authorizedKeysFile,
 		"StrictModes no",
 		"UsePAM no",
 		"PasswordAuthentication no",
