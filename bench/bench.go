@@ -51,7 +51,13 @@ func (b *bench) cascade(ctx context.Context, rep *report) {
 		rep.fail(what, err)
 		return
 	}
-	rep.check(what, took.Round(time.Millisecond).String(), "< 1s", took < time.Second)
+	// Issue 13's target: 10,000 keys in under 3 s (issue 6's was 1,000 in
+	// under 1 s).
+	limit := 3 * time.Second
+	if b.cfg.CascadeKeys <= 1000 {
+		limit = time.Second
+	}
+	rep.check(what, took.Round(time.Millisecond).String(), "< "+limit.String(), took < limit)
 }
 
 // measureAPI runs the read and write comparisons against one keysd.

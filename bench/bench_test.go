@@ -28,7 +28,7 @@ func TestBenchTiny(t *testing.T) {
 		t.Skip("builds and runs keysd")
 	}
 	var stdout, stderr bytes.Buffer
-	args := []string{"-work-dir", t.TempDir(), "-duration", "200ms", "-concurrency", "2", "-keys", "40", "-keys-per-account", "4", "-cascade-keys", "5", "-intake-keys", "200", "-shared-keys", "20"}
+	args := []string{"-work-dir", t.TempDir(), "-duration", "200ms", "-concurrency", "2", "-keys", "40", "-keys-per-account", "4", "-cascade-keys", "5", "-intake-keys", "200", "-shared-keys", "20", "-settle", "0s"}
 	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("bench: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}

@@ -73,6 +73,9 @@ type Config struct {
 	CascadeKeys int
 	// IntakeKeys are the keys the intake phase gives one instance.
 	IntakeKeys int
+	// Settle is how long after reading every account the store phase
+	// measures memory again.
+	Settle time.Duration
 	// SharedKeys are the shared keys the list phase lists.
 	SharedKeys int
 	// Phases to run, of allPhases.
@@ -90,8 +93,9 @@ func (c *Config) setDefaults() {
 	c.Concurrency = 16
 	c.Keys = 100_000
 	c.KeysPerAccount = 10
-	c.CascadeKeys = 1000
+	c.CascadeKeys = 10000
 	c.IntakeKeys = 10_000
+	c.Settle = 30 * time.Second
 	c.SharedKeys = 10_000
 	c.Phases = allPhases
 }
@@ -138,6 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.KeysPerAccount, "keys-per-account", cfg.KeysPerAccount, "keys per account in those phases")
 	fs.IntVar(&cfg.CascadeKeys, "cascade-keys", cfg.CascadeKeys, "keys of the instance removed in the cascade phase")
 	fs.IntVar(&cfg.IntakeKeys, "intake-keys", cfg.IntakeKeys, "keys the intake phase gives one instance, 100 at a time")
+	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "how long after reading every account the store phase measures memory again (past the embedded server's 10 s block cache expiry)")
 	fs.IntVar(&cfg.SharedKeys, "shared-keys", cfg.SharedKeys, "shared keys the list phase lists")
 	fs.StringVar(&cfg.RebuildProfile, "rebuild-cpuprofile", "", "write the CPU profile of the rebuild into an empty bucket to this file")
 	fs.Func("phases", "comma-separated phases to run: api (reads, writes), store (memory, start-up), rebuild (projection rebuild), cascade, intake (per-key cost in one instance), list (shared keys) (default: all)", func(v string) error {

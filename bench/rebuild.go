@@ -97,7 +97,7 @@ func (b *bench) measureRebuild(ctx context.Context, rep *report) error {
 	}
 	perSec := float64(events) / took.Seconds()
 	rep.check("projection rebuild into an empty bucket ("+what+")",
-		fmt.Sprintf("%.0f events/s (%s)", perSec, took.Round(time.Millisecond)), ">= 50,000 events/s", perSec >= 50_000)
+		fmt.Sprintf("%.0f events/s (%s)", perSec, took.Round(time.Millisecond)), ">= 100,000 events/s", perSec >= 100_000)
 
 	b.logf("rebuild: re-check over the built bucket")
 	t0 = time.Now()
