@@ -465,6 +465,9 @@ func startProcess(tb testing.TB, env map[string]string) (*exec.Cmd, string) {
 // (KEYSD_CASCADE_BATCH), so the kill lands between two batches; at the
 // default, 1,000, the whole cascade would be one append.
 func TestCascadeCrashResumes(t *testing.T) {
+	// Mostly waiting (timeouts, expiries, AckWait): it runs beside the
+	// other waiting tests once the rest of the package is done.
+	t.Parallel()
 	ns := MustNATSServer(t)
 	env := externalEnv(t, ns)
 	env["KEYSD_LOG_LEVEL"] = "info"

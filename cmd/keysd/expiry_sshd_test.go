@@ -17,6 +17,9 @@ import (
 // without expiry still logs in. The expired key's certificate, capped at
 // the key's expiry, is refused by its own validity too.
 func TestExpiredKeyWithSSHD(t *testing.T) {
+	// Mostly waiting (timeouts, expiries, AckWait): it runs beside the
+	// other waiting tests once the rest of the package is done.
+	t.Parallel()
 	k := MustStartLM(t, nil)
 	dir := t.TempDir()
 	MustCAKey(t, k, "user")

@@ -229,6 +229,9 @@ func TestKeyExpiresInput(t *testing.T) {
 // every kind of owner: each key gets exactly one KeyExpired. A replica
 // started again after records none again.
 func TestKeyExpiredExactlyOnceAcrossReplicas(t *testing.T) {
+	// Mostly waiting (timeouts, expiries, AckWait): it runs beside the
+	// other waiting tests once the rest of the package is done.
+	t.Parallel()
 	ns := MustNATSServer(t)
 	env := externalEnv(t, ns)
 	k1 := MustStart(t, env)

@@ -373,6 +373,9 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 // requests get 503 in the CloudAPI and LM error formats, and once the
 // server is back on the same port and store /readyz is 200 again.
 func TestReadyzWhileTheBusIsDown(t *testing.T) {
+	// Mostly waiting (timeouts, expiries, AckWait): it runs beside the
+	// other waiting tests once the rest of the package is done.
+	t.Parallel()
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	p, _ := strconv.Atoi(port)
 	// The users of deploy/nats/auth.conf, as MustNATSServer has them:
