@@ -66,6 +66,14 @@ func (l *EventLog) Observe(obs AppendObserver) { l.obs = obs }
 // OpenEventLog creates or updates the event stream and returns the log.
 // Events are kept forever; the stream refuses deletes and purges, because
 // an event log that can be edited is no audit trail.
+//
+// Reads of the log decide writes and must see every acknowledged event,
+// so they come from the stream's leader. On a replicated stream direct
+// gets could be answered by a follower that lags, so they are off; with
+// one replica the only server is the leader, and direct gets (answered in
+// the server's message path, not through its JetStream API queue) are
+// on: a signed read's check of the owner's last event costs 14% less
+// (docs/BENCHMARKS.md).
 func OpenEventLog(ctx context.Context, c *Conn) (*EventLog, error) {
 	cfg := jetstream.StreamConfig{
 		Name:               StreamName,
@@ -77,7 +85,7 @@ func OpenEventLog(ctx context.Context, c *Conn) (*EventLog, error) {
 		Duplicates:         2 * time.Minute,
 		DenyDelete:         true,
 		DenyPurge:          true,
-		AllowDirect:        false, // reads must come from the leader: they decide writes
+		AllowDirect:        c.Replicas == 1, // see above
 		AllowAtomicPublish: true,
 	}
 	var s jetstream.Stream
@@ -311,7 +319,7 @@ func (l *EventLog) ReadSubject(ctx context.Context, subject string, after uint64
 
 // LastSeqOf returns the sequence of the last event on subject (a wildcard
 // is allowed, e.g. KindSubjects), 0 when there is none. One round trip to
-// the stream leader (the stream allows no direct gets), so it reflects
+// the stream leader (see OpenEventLog on direct gets), so it reflects
 // every acknowledged write.
 func (l *EventLog) LastSeqOf(ctx context.Context, subject string) (uint64, error) {
 	var m *jetstream.RawStreamMsg
