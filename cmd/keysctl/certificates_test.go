@@ -17,18 +17,7 @@ import (
 // list and revoke it, retire a CA key.
 func TestCertificates(t *testing.T) {
 	dir := t.TempDir()
-	adminPriv, adminPub := MustKeyFiles(t, dir, "admin")
-	env := []string{"KEYSD_DATA_DIR=" + filepath.Join(dir, "data"), "KEYSD_BOOTSTRAP_ACCOUNT=admin", "KEYSD_BOOTSTRAP_KEY=" + adminPub}
-	d := MustRunKeysd(t, env)
-	ctl := map[string]string{"KEYSD_URL": d.url, "KEYSD_ACCOUNT": "admin", "KEYSD_KEY_FILE": adminPriv}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := keysctl(t, ctl, args...)
-		if err != nil {
-			t.Fatalf("keysctl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	_, ctl, must := MustAdminKeysd(t, dir)
 
 	var caKey struct{ ID, PublicKey string }
 	if err := json.Unmarshal([]byte(must("ca", "create", "user")), &caKey); err != nil || caKey.ID == "" {

@@ -137,6 +137,27 @@ func keysctl(tb testing.TB, env map[string]string, args ...string) (string, erro
 	return out.String(), nil
 }
 
+// MustAdminKeysd runs a keysd whose data and key files are in dir, with
+// the bootstrap operator account admin, and returns it, keysctl's
+// settings to act as admin, and must, which runs keysctl with them and
+// fails the test when it fails.
+func MustAdminKeysd(tb testing.TB, dir string) (d *daemon, ctl map[string]string, must func(args ...string) string) {
+	tb.Helper()
+	adminPriv, adminPub := MustKeyFiles(tb, dir, "admin")
+	env := []string{"KEYSD_DATA_DIR=" + filepath.Join(dir, "data"), "KEYSD_BOOTSTRAP_ACCOUNT=admin", "KEYSD_BOOTSTRAP_KEY=" + adminPub}
+	d = MustRunKeysd(tb, env)
+	ctl = map[string]string{"KEYSCTL_URL": d.url, "KEYSCTL_ACCOUNT": "admin", "KEYSCTL_KEY_FILE": adminPriv}
+	must = func(args ...string) string {
+		tb.Helper()
+		out, err := keysctl(tb, ctl, args...)
+		if err != nil {
+			tb.Fatalf("keysctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	return d, ctl, must
+}
+
 // lastSeq opens the stopped service's data directory and returns the
 // event log's last sequence.
 func lastSeq(tb testing.TB, dataDir string) uint64 {

@@ -21,18 +21,7 @@ import (
 // error or something that is not a list.
 func TestKRLFetch(t *testing.T) {
 	dir := t.TempDir()
-	adminPriv, adminPub := MustKeyFiles(t, dir, "admin")
-	env := []string{"KEYSD_DATA_DIR=" + filepath.Join(dir, "data"), "KEYSD_BOOTSTRAP_ACCOUNT=admin", "KEYSD_BOOTSTRAP_KEY=" + adminPub}
-	d := MustRunKeysd(t, env)
-	ctl := map[string]string{"KEYSCTL_URL": d.url, "KEYSCTL_ACCOUNT": "admin", "KEYSCTL_KEY_FILE": adminPriv}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := keysctl(t, ctl, args...)
-		if err != nil {
-			t.Fatalf("keysctl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	d, _, must := MustAdminKeysd(t, dir)
 	out := t.TempDir()
 	file := filepath.Join(out, "revoked.krl")
 	// fetch runs keysctl krl fetch as a host would: no account, no key.

@@ -405,28 +405,38 @@ func TestIntakeWhileKeysdDown(t *testing.T) {
 	})
 }
 
-var (
-	keysdBinOnce sync.Once
-	keysdBin     string
-	keysdBinErr  error
-)
+// builtBinary is a program built for this test run.
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
 
-// buildKeysd builds the keysd binary once per test run.
-func buildKeysd(tb testing.TB) string {
+// builds holds the programs built for this test run, by package.
+var builds sync.Map
+
+// buildOnce builds the program of package pkg once per test run and
+// returns its path.
+func buildOnce(tb testing.TB, pkg string) string {
 	tb.Helper()
-	keysdBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "keysd-bin")
+	v, _ := builds.LoadOrStore(pkg, &builtBinary{})
+	b := v.(*builtBinary)
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "infrakeys-bin")
 		if err != nil {
-			keysdBinErr = err
+			b.err = err
 			return
 		}
-		keysdBin, keysdBinErr = testkit.Build(dir, testkit.KeysdPackage)
+		b.path, b.err = testkit.Build(dir, pkg)
 	})
-	if keysdBinErr != nil {
-		tb.Fatal(keysdBinErr)
+	if b.err != nil {
+		tb.Fatal(b.err)
 	}
-	return keysdBin
+	return b.path
 }
+
+// buildKeysd builds the keysd binary once per test run.
+func buildKeysd(tb testing.TB) string { return buildOnce(tb, testkit.KeysdPackage) }
 
 // startProcess runs the keysd binary with env and waits for /healthz.
 func startProcess(tb testing.TB, env map[string]string) (*exec.Cmd, string) {

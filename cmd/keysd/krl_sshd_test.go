@@ -4,38 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/infrakeys/infrakeys/domain"
 	"github.com/infrakeys/infrakeys/internal/testkit"
 )
 
-var (
-	keysctlBinOnce sync.Once
-	keysctlBin     string
-	keysctlBinErr  error
-)
-
 // buildKeysctl builds the keysctl binary once per test run.
 func buildKeysctl(tb testing.TB) string {
-	tb.Helper()
-	keysctlBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "keysctl-bin")
-		if err != nil {
-			keysctlBinErr = err
-			return
-		}
-		keysctlBin, keysctlBinErr = testkit.Build(dir, "github.com/infrakeys/infrakeys/cmd/keysctl")
-	})
-	if keysctlBinErr != nil {
-		tb.Fatal(keysctlBinErr)
-	}
-	return keysctlBin
+	return buildOnce(tb, "github.com/infrakeys/infrakeys/cmd/keysctl")
 }
 
 // fetchKRL runs keysctl krl fetch file against k, as a timer on the host
