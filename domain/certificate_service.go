@@ -130,30 +130,17 @@ func (s *CertificateService) SignUserCertificate(ctx context.Context, login stri
 	if loaded != nil && loaded.Login != login {
 		return nil, Errorf(EINTERNAL, "a command on account %s cannot start from the state of account %s", login, loaded.Login)
 	}
-	var issued CertificateIssued
-	serial := uint64(0)
-	_, err := Execute(ctx, Accounts(s.Accounts), AccountOwner(login), accountSnapshot(loaded),
-		func(a *Account) ([]Event, error) {
+	return signCertificate(ctx, s, Accounts(s.Accounts), AccountOwner(login), accountSnapshot(loaded), CAUser, CertTypeUser, m,
+		func(a *Account) (*ssh.Certificate, string, error) {
 			if a == nil {
-				return nil, Errorf(ENOTFOUND, "%s does not exist", login)
+				return nil, "", Errorf(ENOTFOUND, "%s does not exist", login)
 			}
 			cert, k, err := a.PlanUserCertificate(ref, req, s.now())
 			if err != nil {
-				return nil, err
+				return nil, "", err
 			}
-			ev, err := s.issue(ctx, AccountOwner(login), CAUser, cert, k.Name, &serial, m)
-			if err != nil {
-				return nil, err
-			}
-			return []Event{ev}, ev.Decode(&issued)
+			return cert, k.Name, nil
 		})
-	if err != nil {
-		return nil, err
-	}
-	if s.Observer != nil {
-		s.Observer.CertificateIssued(CertTypeUser)
-	}
-	return &issued, nil
 }
 
 // SignHostCertificate signs a host certificate for the key name of
@@ -162,25 +149,41 @@ func (s *CertificateService) SignHostCertificate(ctx context.Context, id, name s
 	if err := ValidateInstanceID(id); err != nil {
 		return nil, err
 	}
-	var issued CertificateIssued
-	serial := uint64(0)
-	_, err := Execute(ctx, Instances(s.Instances), InstanceOwner(id), nil,
-		func(in *Instance) ([]Event, error) {
+	return signCertificate(ctx, s, Instances(s.Instances), InstanceOwner(id), nil, CAHost, CertTypeHost, m,
+		func(in *Instance) (*ssh.Certificate, string, error) {
 			cert, k, err := in.PlanHostCertificate(name, req, s.now())
 			if err != nil {
-				return nil, err
+				return nil, "", err
 			}
-			ev, err := s.issue(ctx, InstanceOwner(id), CAHost, cert, k.Name, &serial, m)
-			if err != nil {
-				return nil, err
-			}
-			return []Event{ev}, ev.Decode(&issued)
+			return cert, k.Name, nil
 		})
+}
+
+// signCertificate runs one certificate command on owner, of the kind repo
+// holds: plan decides the certificate (and names the certified key)
+// against the owner's state, and CA caName signs and records it, decided
+// again after a concurrent write. loaded, when not nil, is the owner's
+// state as the request read it.
+func signCertificate[S any](ctx context.Context, s *CertificateService, repo Repository[S], owner Owner, loaded *Snapshot[S],
+	caName, certType string, m Meta, plan func(S) (*ssh.Certificate, string, error)) (*CertificateIssued, error) {
+	var issued CertificateIssued
+	serial := uint64(0)
+	_, err := Execute(ctx, repo, owner, loaded, func(st S) ([]Event, error) {
+		cert, keyName, err := plan(st)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := s.issue(ctx, owner, caName, cert, keyName, &serial, m)
+		if err != nil {
+			return nil, err
+		}
+		return []Event{ev}, ev.Decode(&issued)
+	})
 	if err != nil {
 		return nil, err
 	}
 	if s.Observer != nil {
-		s.Observer.CertificateIssued(CertTypeHost)
+		s.Observer.CertificateIssued(certType)
 	}
 	return &issued, nil
 }
