@@ -153,27 +153,24 @@ func (f *certFlags) emit(stdout io.Writer, cert map[string]any) error {
 // cmdCertSign signs a user certificate for an account's key (the
 // operator's own, or any account's).
 func cmdCertSign(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("cert sign", flag.ContinueOnError)
-	f := newCertFlags(fs, true)
-	pos, err := parseCommand(fs, args, 2)
-	if err != nil {
-		return err
-	}
-	body, err := f.body()
-	if err != nil {
-		return err
-	}
-	var cert map[string]any
-	if err := c.call(ctx, "POST", "/"+url.PathEscape(pos[0])+"/keys/"+url.PathEscape(pos[1])+"/certificates", body, &cert); err != nil {
-		return err
-	}
-	return f.emit(stdout, cert)
+	return signCert(ctx, c, "cert sign", true, args, stdout, func(owner, key string) string {
+		return "/" + url.PathEscape(owner) + "/keys/" + url.PathEscape(key) + "/certificates"
+	})
 }
 
 // cmdCertHost signs a host certificate for an instance's key.
 func cmdCertHost(ctx context.Context, c *client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("cert host", flag.ContinueOnError)
-	f := newCertFlags(fs, false)
+	return signCert(ctx, c, "cert host", false, args, stdout, func(owner, key string) string {
+		return "/api/resource-manager/infrastructure-keys/instances/" + url.PathEscape(owner) + "/keys/" + url.PathEscape(key) + "/certificate"
+	})
+}
+
+// signCert runs a signing verb: its two arguments (the key's owner and
+// name) give the path, its flags the request's body (user certificates
+// take the user-only flags).
+func signCert(ctx context.Context, c *client, name string, user bool, args []string, stdout io.Writer, path func(owner, key string) string) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	f := newCertFlags(fs, user)
 	pos, err := parseCommand(fs, args, 2)
 	if err != nil {
 		return err
@@ -183,8 +180,7 @@ func cmdCertHost(ctx context.Context, c *client, args []string, stdout, stderr i
 		return err
 	}
 	var cert map[string]any
-	path := "/api/resource-manager/infrastructure-keys/instances/" + url.PathEscape(pos[0]) + "/keys/" + url.PathEscape(pos[1]) + "/certificate"
-	if err := c.call(ctx, "POST", path, body, &cert); err != nil {
+	if err := c.call(ctx, "POST", path(pos[0], pos[1]), body, &cert); err != nil {
 		return err
 	}
 	return f.emit(stdout, cert)
