@@ -119,11 +119,8 @@ func certRequest(in fields) (domain.CertRequest, error) {
 // short-lived user certificate for one of the account's own keys, within
 // the account's policy.
 func (s *Server) handleCertificateSign(c echo.Context) error {
-	ref := keyParam(c)
-	a, err := s.targetAccount(c)
-	if domain.ErrorCode(err) == domain.ENOTFOUND && pathParam(c, "login") != "my" {
-		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
-	} else if err != nil {
+	a, ref, err := s.targetKey(c)
+	if err != nil {
 		return err
 	}
 	in, err := cloudAPIBody(c)

@@ -88,11 +88,8 @@ func (s *Server) handleKeyList(c echo.Context) error {
 // handleKeyGet serves GET|HEAD /:login/keys/:key (GetKey). :key is a name,
 // an MD5 fingerprint (with or without "MD5:") or a SHA256 fingerprint.
 func (s *Server) handleKeyGet(c echo.Context) error {
-	ref := keyParam(c)
-	a, err := s.targetAccount(c)
-	if domain.ErrorCode(err) == domain.ENOTFOUND && pathParam(c, "login") != "my" {
-		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
-	} else if err != nil {
+	a, ref, err := s.targetKey(c)
+	if err != nil {
 		return err
 	}
 	k := a.FindKey(ref)
@@ -153,11 +150,8 @@ func (s *Server) handleKeyCreate(c echo.Context) error {
 // handleKeyDelete serves DELETE /:login/keys/:key (DeleteKey). Deleting the
 // key the request is signed with is allowed; deleting the last key is not.
 func (s *Server) handleKeyDelete(c echo.Context) error {
-	ref := keyParam(c)
-	a, err := s.targetAccount(c)
-	if domain.ErrorCode(err) == domain.ENOTFOUND && pathParam(c, "login") != "my" {
-		return domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
-	} else if err != nil {
+	a, ref, err := s.targetKey(c)
+	if err != nil {
 		return err
 	}
 	if err := s.cfg.Accounts.DeleteKey(c.Request().Context(), a.Login, a, ref, s.meta(c)); err != nil {
@@ -174,6 +168,18 @@ func expiresOf(in fields) (*time.Time, error) {
 		return nil, err
 	}
 	return domain.ParseExpires(text)
+}
+
+// targetKey resolves the account of a key path (:login) and its :key.
+// An account the caller may not see, or that does not exist, is answered
+// as CloudAPI does for a key path: the key does not exist.
+func (s *Server) targetKey(c echo.Context) (*domain.Account, string, error) {
+	ref := keyParam(c)
+	a, err := s.targetAccount(c)
+	if domain.ErrorCode(err) == domain.ENOTFOUND && pathParam(c, "login") != "my" {
+		return nil, ref, domain.Errorf(domain.ENOTFOUND, "%s does not exist", ref)
+	}
+	return a, ref, err
 }
 
 // keyParam returns :key decoded: names and fingerprints arrive
